@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The project's whole test suite: lint, unit tests, rule and route unit tests, module integration
+# tests against real Prometheus/Alertmanager, the app's tests against real PostgreSQL/Redis, and
+# every molecule scenario on local systemd-nspawn test hosts. Installs what it needs first.
+#
+#   tests/run-all.sh                  everything
+#   tests/run-all.sh lint unit        only the named steps (see ADG_STEPS below)
+#   ADG_SCENARIOS="common data" tests/run-all.sh molecule
+set -uo pipefail
+
+ADG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ADG_ROOT"
+# shellcheck source=tests/lib/bootstrap.sh
+. "$ADG_ROOT/tests/lib/bootstrap.sh" || exit 1
+
+ADG_STEPS=(lint unit app rules routes modules molecule)
+ADG_SCENARIOS="${ADG_SCENARIOS:-common data monitoring default}"
+export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
+
+step_lint() {
+  yamllint --strict . &&
+    ansible-lint &&
+    ruff check . &&
+    python tests/lint/argspec_drift.py
+}
+
+step_unit() {
+  python -m pytest -q tests/testhosts tests/unit tests/monitoring
+}
+
+step_app() {
+  python -m pytest -q app/tests
+}
+
+step_rules() {
+  bash tests/promtool/run.sh
+}
+
+step_routes() {
+  bash tests/amtool/run.sh
+}
+
+step_modules() {
+  python -m pytest -q tests/integration
+}
+
+step_molecule() {
+  local scenario rc=0
+  for scenario in $ADG_SCENARIOS; do
+    echo "--- molecule test -s $scenario"
+    local started=$SECONDS
+    molecule test -s "$scenario" || rc=1
+    echo "--- molecule $scenario: $((SECONDS - started)) s"
+  done
+  return "$rc"
+}
+
+selected=("$@")
+[ ${#selected[@]} -eq 0 ] && selected=("${ADG_STEPS[@]}")
+
+passed=0 failed=0 summary=()
+for step in "${selected[@]}"; do
+  if ! declare -F "step_$step" >/dev/null; then
+    echo "unknown step '$step' (steps: ${ADG_STEPS[*]})" >&2
+    exit 2
+  fi
+  echo "=== $step"
+  started=$SECONDS
+  if "step_$step"; then
+    passed=$((passed + 1)); result=ok
+  else
+    failed=$((failed + 1)); result=FAILED
+  fi
+  summary+=("$(printf '%-10s %-7s %5d s' "$step" "$result" $((SECONDS - started)))")
+done
+
+echo
+echo "=== summary"
+printf '%s\n' "${summary[@]}"
+echo "steps: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
