@@ -1,0 +1,62 @@
+"""Blueprints, one per area; shared request helpers."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import wraps
+
+from flask import g, request
+
+from ..db import run
+from ..errors import ApiError
+from ..security import ACCESS
+from ..services import services
+
+USER_COLUMNS = "id, email, username, full_name, is_active, is_superuser, created_at, updated_at"
+
+
+def bearer_or_cookie(cookie_name: str) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.cookies.get(cookie_name) or None
+
+
+def login_required(view):
+    """Authenticate by `Authorization: Bearer <access>` or the httponly `access_token` cookie."""
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        token = bearer_or_cookie("access_token")
+        if not token:
+            raise ApiError(401, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
+        svc = services()
+        claims = svc.tokens.decode(token, ACCESS)
+        with svc.db.connection() as conn:
+            user = run(conn, f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", (int(claims["sub"]),),
+                       operation="select", table="users", fetch="one")
+        if user is None:
+            raise ApiError(401, "User not found", headers={"WWW-Authenticate": "Bearer"})
+        if not user["is_active"]:
+            raise ApiError(403, "Inactive user")
+        g.user = user
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def jsonable(row: dict) -> dict:
+    """Row -> JSON-ready dict (Decimal -> float, datetimes -> ISO 8601)."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, Decimal):
+            value = float(value)
+        elif hasattr(value, "isoformat"):
+            value = value.isoformat()
+        out[key] = value
+    return out
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"

@@ -1,0 +1,186 @@
+"""Configuration from environment variables (documented in autodealgenie.env.sample)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from importlib import metadata
+
+ENVIRONMENTS = ("development", "test", "staging", "production")
+# Environments where the built-in development secrets are acceptable.
+INSECURE_ENVIRONMENTS = ("development", "test")
+DEV_SECRET = "dev-insecure-secret-change-me-0123456789"  # noqa: S105 - refused outside development/test
+ADVISORS = ("builtin", "openai")
+
+
+class ConfigError(ValueError):
+    """The environment does not describe a usable configuration."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("autodealgenie")
+    except metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+@dataclass(frozen=True)
+class Config:
+    environment: str = "development"
+    app_version: str = field(default_factory=package_version)
+    secret_key: str = DEV_SECRET
+    jwt_secret_key: str = DEV_SECRET
+    jwt_access_token_minutes: int = 30
+    jwt_refresh_token_days: int = 7
+    cookie_secure: bool = False
+    password_hash_time_cost: int = 3
+    password_hash_memory_kib: int = 65536
+    log_level: str = "INFO"
+    trusted_proxy_count: int = 0
+
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_db: str = "autodealgenie"
+    postgres_user: str = "autodealgenie"
+    postgres_password: str = ""
+    postgres_sslmode: str = "prefer"
+    postgres_connect_timeout: int = 3
+    postgres_statement_timeout_ms: int = 5000
+    postgres_pool_min: int = 1
+    postgres_pool_max: int = 10
+
+    redis_host: str = "127.0.0.1"
+    redis_port: int = 6379
+    redis_db: int = 0
+    redis_username: str = ""
+    redis_password: str = ""
+    redis_timeout: float = 0.5
+    redis_retry_interval: float = 5.0
+
+    mongodb_url: str = "mongodb://127.0.0.1:27017"
+    mongodb_db_name: str = "autodealgenie"
+    mongodb_timeout_ms: int = 2000
+
+    health_check_timeout: float = 2.0
+
+    car_search_cache_ttl: int = 900
+    deal_eval_cache_ttl: int = 3600
+    search_rate_limit: int = 100
+    search_rate_window: int = 3600
+    login_max_failures_per_account: int = 5
+    login_max_attempts_per_address: int = 60
+    login_rate_window: int = 900
+
+    negotiation_advisor: str = "builtin"
+    llm_api_base_url: str = ""
+    llm_api_key: str = ""
+    llm_model: str = "gpt-4o-mini"
+    llm_timeout: float = 10.0
+    llm_temperature: float = 0.2
+
+    metrics_enabled: bool = True
+    metrics_allowed_cidrs: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    metrics_basic_auth_username: str = ""
+    metrics_basic_auth_password: str = ""
+
+    @property
+    def postgres_dsn_params(self) -> dict:
+        return {
+            "host": self.postgres_host,
+            "port": self.postgres_port,
+            "dbname": self.postgres_db,
+            "user": self.postgres_user,
+            "password": self.postgres_password,
+            "sslmode": self.postgres_sslmode,
+            "connect_timeout": max(2, self.postgres_connect_timeout),
+            "application_name": "autodealgenie",
+        }
+
+    @property
+    def metrics_networks(self) -> tuple:
+        return tuple(ipaddress.ip_network(c, strict=False) for c in self.metrics_allowed_cidrs)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Config:
+        """Read every setting from ``env`` (default os.environ); raise ConfigError listing all problems."""
+        env = os.environ if env is None else env
+        values: dict = {}
+        problems: list[str] = []
+        for f in fields(cls):
+            raw = env.get(f.name.upper())
+            if raw is None:
+                continue
+            if raw.strip() == "":
+                if str(f.type).startswith("tuple"):  # an explicitly empty list means "no restriction"
+                    values[f.name] = ()
+                continue
+            raw = raw.strip()
+            try:
+                values[f.name] = _convert(f.type, raw)
+            except ValueError:
+                problems.append(f"{f.name.upper()}={raw!r} is not a valid {f.type}")
+        values.update(overrides)
+        if "cookie_secure" not in values:
+            values["cookie_secure"] = values.get("environment", cls.environment) == "production"
+        config = cls(**values)
+        problems.extend(config.problems())
+        if problems:
+            raise ConfigError(problems)
+        return config
+
+    def problems(self) -> list[str]:
+        found = []
+        if self.environment not in ENVIRONMENTS:
+            found.append(f"ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}")
+        if self.environment not in INSECURE_ENVIRONMENTS:
+            for name in ("secret_key", "jwt_secret_key"):
+                value = getattr(self, name)
+                if value == DEV_SECRET or len(value) < 32:
+                    found.append(f"{name.upper()} must be set to at least 32 characters in {self.environment}")
+        if self.negotiation_advisor not in ADVISORS:
+            found.append(f"NEGOTIATION_ADVISOR must be one of {', '.join(ADVISORS)}")
+        if self.negotiation_advisor == "openai" and not self.llm_api_base_url:
+            found.append("NEGOTIATION_ADVISOR=openai needs LLM_API_BASE_URL")
+        if not 1 <= self.postgres_pool_min <= self.postgres_pool_max:
+            found.append("need 1 <= POSTGRES_POOL_MIN <= POSTGRES_POOL_MAX")
+        for name in ("search_rate_limit", "search_rate_window", "login_rate_window", "car_search_cache_ttl",
+                     "deal_eval_cache_ttl", "login_max_failures_per_account",
+                     "login_max_attempts_per_address", "jwt_access_token_minutes", "jwt_refresh_token_days"):
+            if getattr(self, name) <= 0:
+                found.append(f"{name.upper()} must be positive")
+        for name in ("redis_timeout", "health_check_timeout", "llm_timeout", "mongodb_timeout_ms"):
+            if getattr(self, name) <= 0:
+                found.append(f"{name.upper()} must be positive")
+        try:
+            self.metrics_networks  # noqa: B018 - parse to validate
+        except ValueError as exc:
+            found.append(f"METRICS_ALLOWED_CIDRS: {exc}")
+        if bool(self.metrics_basic_auth_username) != bool(self.metrics_basic_auth_password):
+            found.append("set both METRICS_BASIC_AUTH_USERNAME and METRICS_BASIC_AUTH_PASSWORD, or neither")
+        if self.password_hash_memory_kib < 8 or self.password_hash_time_cost < 1:
+            found.append("PASSWORD_HASH_MEMORY_KIB >= 8 and PASSWORD_HASH_TIME_COST >= 1 required")
+        return found
+
+
+def _convert(kind, raw: str):
+    kind = str(kind)
+    if kind == "int":
+        return int(raw)
+    if kind == "float":
+        return float(raw)
+    if kind == "bool":
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(raw)
+    if kind.startswith("tuple"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw

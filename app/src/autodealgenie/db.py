@@ -1,0 +1,133 @@
+"""PostgreSQL access: a psycopg2 connection pool per worker and instrumented queries."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+
+import psycopg2
+import psycopg2.extras
+import psycopg2.pool
+
+from . import metrics
+from .config import Config
+from .errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+# A pooled connection idle for longer than this is pinged before use (server restarts, idle timeouts).
+PRE_PING_AFTER_SECONDS = 30.0
+
+
+def connect_params(config: Config, statement_timeout_ms: int | None = None) -> dict:
+    params = dict(config.postgres_dsn_params)
+    timeout = statement_timeout_ms or config.postgres_statement_timeout_ms
+    params["options"] = f"-c statement_timeout={int(timeout)}"
+    # Detect a dead server on an established connection instead of hanging on TCP retransmits.
+    params.update(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+    return params
+
+
+class Database:
+    """Lazily created ThreadedConnectionPool (created in the worker, after gunicorn forks)."""
+
+    def __init__(self, config: Config):
+        self._config = config
+        self._pool: psycopg2.pool.ThreadedConnectionPool | None = None
+        self._lock = threading.Lock()
+        self._last_used: dict[int, float] = {}
+
+    def _get_pool(self) -> psycopg2.pool.ThreadedConnectionPool:
+        if self._pool is None:
+            with self._lock:
+                if self._pool is None:
+                    self._pool = psycopg2.pool.ThreadedConnectionPool(
+                        self._config.postgres_pool_min, self._config.postgres_pool_max,
+                        **connect_params(self._config),
+                    )
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.closeall()
+            self._pool = None
+
+    @contextmanager
+    def connection(self):
+        try:
+            pool = self._get_pool()
+            conn = pool.getconn()
+        except (psycopg2.Error, psycopg2.pool.PoolError) as exc:
+            log.warning("postgres unavailable: %s", exc)
+            raise ServiceUnavailable("Database") from exc
+        broken = False
+        try:
+            if time.monotonic() - self._last_used.get(id(conn), time.monotonic()) > PRE_PING_AFTER_SECONDS:
+                conn = self._replace_if_dead(pool, conn)
+            yield conn
+            conn.commit()
+        except psycopg2.OperationalError as exc:
+            broken = True
+            log.warning("postgres connection failed: %s", exc)
+            raise ServiceUnavailable("Database") from exc
+        except BaseException:
+            if not conn.closed:
+                conn.rollback()
+            raise
+        finally:
+            broken = broken or bool(conn.closed)
+            self._last_used[id(conn)] = time.monotonic()
+            pool.putconn(conn, close=broken)
+
+    def _replace_if_dead(self, pool, conn):
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            conn.rollback()
+            return conn
+        except psycopg2.Error:
+            pool.putconn(conn, close=True)
+            return pool.getconn()
+
+    def query(self, sql: str, params=None, *, operation: str, table: str, fetch: str = "all"):
+        """Run one statement in its own transaction. fetch: "all" | "one" | "none" (rowcount)."""
+        with self.connection() as conn:
+            return run(conn, sql, params, operation=operation, table=table, fetch=fetch)
+
+
+def run(conn, sql: str, params=None, *, operation: str, table: str, fetch: str = "all"):
+    """Execute on an open connection with the db_* metrics (labels are fixed strings: bounded)."""
+    metrics.db_queries.labels(operation, table).inc()
+    start = time.perf_counter()
+    try:
+        with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
+            cur.execute(sql, params)
+            if fetch == "one":
+                return cur.fetchone()
+            if fetch == "all":
+                return cur.fetchall()
+            return cur.rowcount
+    except psycopg2.Error:
+        metrics.db_query_errors.labels(operation, table).inc()
+        raise
+    finally:
+        metrics.db_query_duration.labels(operation, table).observe(time.perf_counter() - start)
+
+
+def check(config: Config, timeout: float) -> bool:
+    """Health probe on a dedicated connection, so a hung server cannot hold a pool slot."""
+    params = connect_params(config, statement_timeout_ms=int(timeout * 1000))
+    params["connect_timeout"] = max(2, int(timeout))
+    try:
+        conn = psycopg2.connect(**params)
+    except psycopg2.Error:
+        return False
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            return cur.fetchone() == (1,)
+    except psycopg2.Error:
+        return False
+    finally:
+        conn.close()

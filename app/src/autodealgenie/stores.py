@@ -1,0 +1,174 @@
+"""Redis and MongoDB clients that degrade instead of failing requests.
+
+Redis (cache, rate limits, token revocation) and MongoDB (history and AI logs) are not needed to
+answer a request correctly. When one fails, the worker stops calling it for a retry interval (so a
+dead host does not add a connect timeout to every request), logs once, and carries on; the
+detailed health check still probes it every time and reports it unhealthy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+
+import pymongo
+import pymongo.errors
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import metrics
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+
+class Unavailable(Exception):
+    """The store is down (or was down less than the retry interval ago)."""
+
+
+class Breaker:
+    def __init__(self, name: str, retry_interval: float):
+        self.name = name
+        self.retry_interval = retry_interval
+        self._open_until = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        return time.monotonic() < self._open_until
+
+    def trip(self, exc: Exception) -> None:
+        if not self.is_open:
+            log.warning("%s unavailable, skipping it for %.0fs: %s", self.name, self.retry_interval, exc)
+        self._open_until = time.monotonic() + self.retry_interval
+
+    def reset(self) -> None:
+        self._open_until = 0.0
+
+
+class RedisStore:
+    def __init__(self, config: Config):
+        self.config = config
+        self.client = redis.Redis(
+            host=config.redis_host, port=config.redis_port, db=config.redis_db,
+            username=config.redis_username or None, password=config.redis_password or None,
+            socket_timeout=config.redis_timeout, socket_connect_timeout=config.redis_timeout,
+            decode_responses=True, health_check_interval=30,
+            retry=Retry(NoBackoff(), 0),  # fail fast: the breaker, not retries with backoff, handles outages
+        )
+        self.breaker = Breaker("redis", config.redis_retry_interval)
+
+    def call(self, operation):
+        """Run operation(client); raise Unavailable instead of redis errors."""
+        if self.breaker.is_open:
+            raise Unavailable("redis")
+        try:
+            return operation(self.client)
+        except redis.RedisError as exc:
+            self.breaker.trip(exc)
+            raise Unavailable("redis") from exc
+
+    def cache_get(self, cache_name: str, key: str) -> str | None:
+        """A cached value, or None on a miss or when Redis is down (both counted as misses)."""
+        value = None
+        start = time.perf_counter()
+        try:
+            value = self.call(lambda c: c.get(key))
+        except Unavailable:
+            pass
+        finally:
+            metrics.cache_operation_duration.labels("get", cache_name).observe(time.perf_counter() - start)
+        (metrics.cache_hits if value is not None else metrics.cache_misses).labels(cache_name).inc()
+        return value
+
+    def cache_set(self, cache_name: str, key: str, value: str, ttl: int) -> None:
+        start = time.perf_counter()
+        try:
+            self.call(lambda c: c.set(key, value, ex=ttl))
+        except Unavailable:
+            pass
+        finally:
+            metrics.cache_operation_duration.labels("set", cache_name).observe(time.perf_counter() - start)
+
+    def check(self, timeout: float) -> bool:
+        probe = redis.Redis(
+            host=self.config.redis_host, port=self.config.redis_port, db=self.config.redis_db,
+            username=self.config.redis_username or None, password=self.config.redis_password or None,
+            socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            healthy = bool(probe.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            probe.close()
+        self.breaker.reset()
+        return healthy
+
+
+class MongoStore:
+    """MongoDB collections search_history, ai_responses, user_preferences (client created lazily)."""
+
+    def __init__(self, config: Config):
+        self.config = config
+        self._client: pymongo.MongoClient | None = None
+        self._lock = threading.Lock()
+        self._indexed = False
+        self.breaker = Breaker("mongodb", config.redis_retry_interval)
+
+    def _new_client(self, timeout_ms: int) -> pymongo.MongoClient:
+        return pymongo.MongoClient(
+            self.config.mongodb_url, appname="autodealgenie", tz_aware=True, connect=False,
+            serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, socketTimeoutMS=timeout_ms,
+        )
+
+    @property
+    def db(self):
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._new_client(self.config.mongodb_timeout_ms)
+        return self._client[self.config.mongodb_db_name]
+
+    def call(self, operation):
+        if self.breaker.is_open:
+            raise Unavailable("mongodb")
+        try:
+            if not self._indexed:
+                self._ensure_indexes()
+            return operation(self.db)
+        except pymongo.errors.PyMongoError as exc:
+            self.breaker.trip(exc)
+            raise Unavailable("mongodb") from exc
+
+    def _ensure_indexes(self) -> None:
+        db = self.db
+        db.search_history.create_index([("user_id", 1), ("timestamp", -1)])
+        db.ai_responses.create_index([("feature", 1), ("timestamp", -1)])
+        db.ai_responses.create_index([("deal_id", 1), ("timestamp", -1)])
+        db.ai_responses.create_index([("user_id", 1), ("timestamp", -1)])
+        db.user_preferences.create_index([("user_id", 1), ("created_at", -1)])
+        self._indexed = True
+
+    def record(self, collection: str, document: dict) -> bool:
+        """Insert a log document; a MongoDB outage loses the record, never the request."""
+        document.setdefault("timestamp", datetime.now(UTC))
+        try:
+            self.call(lambda db: db[collection].insert_one(document))
+            return True
+        except Unavailable:
+            log.debug("dropped %s record: mongodb unavailable", collection)
+            return False
+
+    def check(self, timeout: float) -> bool:
+        client = self._new_client(int(timeout * 1000))
+        try:
+            client.admin.command("ping")
+        except pymongo.errors.PyMongoError:
+            return False
+        finally:
+            client.close()
+        self.breaker.reset()
+        return True

@@ -1,0 +1,166 @@
+"""Under gunicorn with 4 workers: exact counts in multiprocess mode, process_* and app_info, access log."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import env_for
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.datastores import free_port
+
+WORKERS = 4
+
+
+def scrape(base: str) -> dict[tuple, float]:
+    response = requests.get(f"{base}/metrics", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=")
+    samples = {}
+    for family in text_string_to_metric_families(response.text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples, name, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def worker_pids(master: int) -> list[int]:
+    return [int(p) for p in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
+def rss_bytes(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.fixture
+def gunicorn(datastores, migrated, tmp_path):
+    multiproc = tmp_path / "metrics"
+    multiproc.mkdir()
+    (multiproc / "counter_999999.db").write_bytes(b"stale file from a previous run")
+    port = free_port()
+    access_log = tmp_path / "access.log"
+    env = {**os.environ, **env_for(datastores["pg"], datastores["redis"], datastores["mongo"],
+                                   GUNICORN_WORKERS=WORKERS, GUNICORN_BIND=f"127.0.0.1:{port}",
+                                   GUNICORN_ACCESS_LOG=access_log, PROMETHEUS_MULTIPROC_DIR=multiproc)}
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", "python:autodealgenie.gunicorn_conf",
+         "autodealgenie.wsgi:app"],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "error.log", "wb"),  # noqa: SIM115
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(f"{base}/health", timeout=1).status_code == 200 and len(worker_pids(process.pid)) == WORKERS:
+                break
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, (tmp_path / "error.log").read_text()
+        time.sleep(0.2)
+    yield {"base": base, "process": process, "access_log": access_log, "multiproc": multiproc,
+           "error_log": tmp_path / "error.log"}
+    process.send_signal(signal.SIGTERM)
+    process.wait(30)
+
+
+def _wait_workers(master: int, count: int) -> None:
+    deadline = time.monotonic() + 20
+    while len(worker_pids(master)) != count:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_counts_are_exact_across_workers_and_survive_a_killed_worker(gunicorn):
+    base, master = gunicorn["base"], gunicorn["process"].pid
+    assert not (gunicorn["multiproc"] / "counter_999999.db").exists(), "stale files must be removed at start"
+    k = 200
+    for _ in range(k):  # a new connection each time: the kernel spreads them over the workers
+        assert requests.get(f"{base}/", timeout=5).status_code == 200
+    for _ in range(20):  # probes and scrapes are not counted
+        requests.get(f"{base}/health", timeout=5)
+        requests.get(f"{base}/api/v1/health", timeout=5)
+    samples = scrape(base)
+    assert value(samples, "http_requests_total", handler="/", method="GET", status="2xx") == k
+    assert value(samples, "http_request_duration_seconds_count", handler="/", method="GET") == k
+    assert not [key for key in samples if key[0] == "http_requests_total" and ("handler", "/health") in key[1]]
+    assert not [key for key in samples if key[0] == "http_requests_total" and ("handler", "/metrics") in key[1]]
+
+    pids_in_log = {json.loads(line)["pid"] for line in gunicorn["access_log"].read_text().splitlines()}
+    assert len(pids_in_log) >= 2, "requests should have been served by several workers"
+
+    cpu_before = value(samples, "process_cpu_seconds_total")
+    victim = worker_pids(master)[0]
+    os.kill(victim, signal.SIGKILL)
+    time.sleep(0.5)
+    _wait_workers(master, WORKERS)
+    assert victim not in worker_pids(master)
+    m = 50
+    for _ in range(m):
+        assert requests.get(f"{base}/", timeout=5).status_code == 200
+    for _ in range(3):  # every worker must report the same totals
+        samples = scrape(base)
+        assert value(samples, "http_requests_total", handler="/", method="GET", status="2xx") == k + m
+    assert value(samples, "process_cpu_seconds_total") >= cpu_before
+    # in-progress gauge is livesum: nothing in flight but the scrape itself (excluded)
+    assert value(samples, "autodealgenie_requests_inprogress", handler="/", method="GET") == 0
+
+
+def test_unmatched_paths_share_one_label_and_status_is_grouped(gunicorn):
+    base = gunicorn["base"]
+    for path in ("/nope", "/wp-login.php", "/api/v1/unknown/123"):
+        assert requests.get(f"{base}{path}", timeout=5).status_code == 404
+    samples = scrape(base)
+    assert value(samples, "http_requests_total", handler="unmatched", method="GET", status="4xx") == 3
+    handlers = {dict(key[1]).get("handler") for key in samples if key[0] == "http_requests_total"}
+    assert "/nope" not in handlers and "/wp-login.php" not in handlers
+
+
+def test_process_metrics_cover_master_and_workers(gunicorn):
+    base, master = gunicorn["base"], gunicorn["process"].pid
+    samples = scrape(base)
+    expected_rss = sum(rss_bytes(pid) for pid in [master, *worker_pids(master)])
+    reported = value(samples, "process_resident_memory_bytes")
+    single_worker = rss_bytes(worker_pids(master)[0])
+    assert reported > 2 * single_worker, "must sum the process tree, not one worker"
+    assert abs(reported - expected_rss) / expected_rss < 0.2
+    assert value(samples, "process_cpu_seconds_total") > 0
+    start = value(samples, "process_start_time_seconds")
+    assert abs(start - time.time()) < 600
+    assert value(samples, "process_open_fds") > WORKERS
+    assert value(samples, "autodealgenie_app_info", version="1.0.0", environment="test") == 1
+
+
+def test_access_log_is_json_with_the_request_id(gunicorn):
+    base = gunicorn["base"]
+    response = requests.get(f"{base}/", headers={"X-Request-ID": "trace-abc.123"}, timeout=5)
+    assert response.headers["X-Request-ID"] == "trace-abc.123"
+    generated = requests.get(f"{base}/", timeout=5).headers["X-Request-ID"]
+    time.sleep(0.2)
+    records = [json.loads(line) for line in gunicorn["access_log"].read_text().splitlines()]
+    ids = {r["request_id"] for r in records}
+    assert {"trace-abc.123", generated} <= ids
+    record = next(r for r in records if r["request_id"] == "trace-abc.123")
+    assert record["method"] == "GET" and record["path"] == "/" and record["status"] == 200
+
+
+def test_gunicorn_refuses_to_start_without_multiproc_dir(datastores, migrated):
+    env = {k: v for k, v in os.environ.items() if k.lower() != "prometheus_multiproc_dir"}
+    env.update(env_for(datastores["pg"], datastores["redis"], datastores["mongo"],
+                       GUNICORN_BIND=f"127.0.0.1:{free_port()}"))
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", "python:autodealgenie.gunicorn_conf",
+         "autodealgenie.wsgi:app"], env=env, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode != 0
+    assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr

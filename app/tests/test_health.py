@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from autodealgenie.app import create_app
+from tests.support.datastores import free_port, start_redis
+
+TIMEOUT = 1.0  # HEALTH_CHECK_TIMEOUT in the test environment
+
+
+def test_liveness_endpoints(client):
+    assert client.get("/health").get_json() == {"status": "healthy"}
+    body = client.get("/api/v1/health").get_json()
+    assert body["status"] == "healthy" and "T" in body["timestamp"]
+    root = client.get("/").get_json()
+    assert root["message"] == "Welcome to AutoDealGenie API" and root["version"] == "1.0.0"
+
+
+def test_detailed_healthy(client):
+    response = client.get("/api/v1/health/detailed")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["status"] == "healthy"
+    assert body["services"] == {"postgres": "healthy", "redis": "healthy", "mongodb": "healthy"}
+
+
+@pytest.mark.parametrize("failure", ["stopped", "hung"])
+def test_redis_down_gives_503_degraded_quickly_and_requests_still_work(make_config, migrated, failure):
+    redis_instance = start_redis()
+    try:
+        app = create_app(make_config(REDIS_PORT=redis_instance.port))
+        client = app.test_client()
+        assert client.get("/api/v1/health/detailed").status_code == 200
+        if failure == "stopped":
+            redis_instance.stop()
+        else:
+            redis_instance.pause()  # accepts TCP, never answers
+        start = time.monotonic()
+        response = client.get("/api/v1/health/detailed")
+        elapsed = time.monotonic() - start
+        assert response.status_code == 503
+        body = response.get_json()
+        assert body["status"] == "degraded"
+        assert body["services"] == {"postgres": "healthy", "redis": "unhealthy", "mongodb": "healthy"}
+        assert elapsed < TIMEOUT + 0.5, f"took {elapsed:.2f}s"
+        # degraded, not failing: login (rate limit skipped) and search (cache skipped) still answer
+        name = f"degraded{failure}{int(time.time() * 1000)}"
+        assert client.post("/api/v1/auth/signup", json={"email": f"{name}@example.test", "username": name,
+                                                         "password": "longenough1"}).status_code == 201
+        start = time.monotonic()
+        login = client.post("/api/v1/auth/login", json={"email": f"{name}@example.test", "password": "longenough1"})
+        assert login.status_code == 200
+        token = login.get_json()["access_token"]
+        search = client.post("/api/v1/cars/search", json={"make": "Ford"}, headers={"Authorization": f"Bearer {token}"})
+        assert search.status_code == 200 and search.get_json()["cached"] is False
+        assert time.monotonic() - start < 2 * TIMEOUT
+    finally:
+        redis_instance.stop()
+
+
+def test_all_dependencies_down(make_config, migrated):
+    dead = free_port()
+    client = create_app(make_config(POSTGRES_PORT=dead, REDIS_PORT=dead, MONGODB_URL=f"mongodb://127.0.0.1:{dead}")).test_client()
+    start = time.monotonic()
+    response = client.get("/api/v1/health/detailed")
+    assert time.monotonic() - start < TIMEOUT + 0.5
+    assert response.status_code == 503
+    assert set(response.get_json()["services"].values()) == {"unhealthy"}
+    assert client.get("/health").status_code == 200, "liveness checks no dependency"
+    # database down: a JSON 503, never a 500
+    login = client.post("/api/v1/auth/login", json={"email": "a@b.test", "password": "whatever1"})
+    assert login.status_code == 503 and login.is_json

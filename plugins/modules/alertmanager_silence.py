@@ -1,0 +1,335 @@
+#!/usr/bin/python
+"""Create, update and expire Alertmanager silences idempotently (API v2)."""
+
+from __future__ import annotations
+
+import datetime
+
+from ansible.module_utils.adg_http import (
+    HttpError,
+    ModuleFailure,
+    client_from_module,
+    http_argument_spec,
+    run_module,
+)
+from ansible.module_utils.adg_prometheus import (
+    format_matcher,
+    matcher_key,
+    parse_duration,
+    parse_matcher,
+    parse_rfc3339,
+    rfc3339,
+    utcnow,
+)
+from ansible.module_utils.basic import AnsibleModule
+
+DOCUMENTATION = r"""
+---
+module: alertmanager_silence
+short_description: Create, update and expire Alertmanager silences idempotently
+description:
+  - Manages a silence through Alertmanager's API v2, for maintenance windows and rolling upgrades.
+  - A silence is identified by its set of O(matchers) (order does not matter) among the active and
+    pending silences, or by O(id). Re-running with the same arguments changes nothing.
+  - With O(duration) the window is anchored at the silence's start, so re-runs do not keep extending
+    it; pass O(ends_at) (or a different O(duration)) to move the end.
+  - An update keeps the silence id when Alertmanager allows an in-place update, otherwise Alertmanager
+    expires the old silence and returns a new id (RV(silence_id) and RV(previous_id) say which).
+  - O(state=absent) expires every active or pending silence with exactly these matchers (or the O(id)).
+version_added: "1.0.0"
+author: AutoDealGenie ops team
+options:
+  matchers:
+    description:
+      - Label matchers, each a string such as C(instance="app1"), C(severity!="info"),
+        C(job=~"redis|postgres"),
+        or a dict with C(name), C(value), C(is_regex) (default false) and C(is_equal) (default true).
+      - Required unless O(id) is given.
+    type: list
+    elements: raw
+    default: []
+  id:
+    description: Manage this silence id instead of looking the silence up by matchers.
+    type: str
+  state:
+    description: C(present) creates or updates the silence; C(absent) expires it.
+    type: str
+    choices: [present, absent]
+    default: present
+  duration:
+    description: Length of the window as a Prometheus duration (C(30m), C(2h)), counted from the silence's
+      start.
+    type: str
+  ends_at:
+    description: End of the window, RFC 3339 (C(2026-05-01T22:00:00Z)). Mutually exclusive with O(duration).
+    type: str
+  starts_at:
+    description: Start of a new silence, RFC 3339. Defaults to now. Ignored when the silence already exists.
+    type: str
+  comment:
+    description: Why the silence exists. Required with O(state=present).
+    type: str
+  created_by:
+    description: Author recorded on the silence.
+    type: str
+    default: ansible
+  url:
+    description: Base URL of Alertmanager, for example C(http://127.0.0.1:9093).
+    type: str
+    required: true
+  url_username:
+    description: User for basic auth. Ignored when O(token) is set.
+    type: str
+    aliases: [username]
+  url_password:
+    description: Password for basic auth.
+    type: str
+    aliases: [password]
+  token:
+    description: Bearer token, for Alertmanager behind an authenticating proxy.
+    type: str
+  validate_certs:
+    description: Verify the server's TLS certificate.
+    type: bool
+    default: true
+  ca_path:
+    description: CA bundle used to verify the server's certificate.
+    type: path
+  timeout:
+    description: Seconds to wait for each HTTP attempt.
+    type: float
+    default: 10
+  retries:
+    description: Extra attempts, with exponential backoff, after connection errors and HTTP 5xx (never for
+      the silence POST itself).
+    type: int
+    default: 3
+  use_proxy:
+    description: Use proxies from the environment (C(http_proxy), C(no_proxy)).
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+notes:
+  - Uses only the Python standard library on the target.
+"""
+
+EXAMPLES = r"""
+- name: Silence one host for a rolling upgrade
+  alertmanager_silence:
+    url: "http://127.0.0.1:{{ alertmanager_port }}"
+    matchers:
+      - instance="{{ inventory_hostname }}"
+    duration: 30m
+    comment: "rolling upgrade of {{ inventory_hostname }}"
+    created_by: "ansible rolling_upgrade.yml"
+  delegate_to: "{{ groups['monitoring'][0] }}"
+
+- name: Expire it again
+  alertmanager_silence:
+    url: "http://127.0.0.1:{{ alertmanager_port }}"
+    matchers:
+      - instance="{{ inventory_hostname }}"
+    state: absent
+  delegate_to: "{{ groups['monitoring'][0] }}"
+
+- name: Planned database maintenance with a fixed end
+  alertmanager_silence:
+    url: http://127.0.0.1:9093
+    matchers:
+      - {name: component, value: database}
+      - {name: severity, value: "warning|critical", is_regex: true}
+    ends_at: "2026-05-01T23:00:00Z"
+    comment: "PostgreSQL 15 -> 16 upgrade, ticket OPS-42"
+"""
+
+RETURN = r"""
+silence_id:
+  description: Id of the managed silence (null when none exists, and for a new silence in check mode).
+  returned: always
+  type: str
+  sample: 3f1a6c2e-8d0b-4c55-9f8e-1c1f3b1e2d4a
+previous_id:
+  description: Id before an update when Alertmanager replaced the silence by a new one.
+  returned: when the silence was updated
+  type: str
+expired_ids:
+  description: Ids expired by O(state=absent).
+  returned: when O(state=absent)
+  type: list
+  elements: str
+silence:
+  description: The silence as desired after the run (matchers, startsAt, endsAt, createdBy, comment).
+  returned: when O(state=present)
+  type: dict
+matchers:
+  description: Normalised matchers, as strings.
+  returned: always
+  type: list
+  elements: str
+  sample: ['instance="app1"']
+"""
+
+LIVE_STATES = ("active", "pending")
+END_TOLERANCE = datetime.timedelta(seconds=1)
+
+
+def live_silences(client, matchers):
+    key = matcher_key(matchers)
+    found = [
+        s
+        for s in client.get_json("/api/v2/silences") or []
+        if (s.get("status") or {}).get("state") in LIVE_STATES and matcher_key(s.get("matchers") or []) == key
+    ]
+    return sorted(found, key=lambda s: s.get("endsAt") or "", reverse=True)
+
+
+def silence_by_id(client, silence_id):
+    try:
+        return client.get_json(f"/api/v2/silence/{silence_id}")
+    except HttpError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def parse_time(text, option):
+    try:
+        return parse_rfc3339(text)
+    except ValueError as exc:
+        raise ModuleFailure(f"{option}: {exc}") from None
+
+
+def view(silence):
+    return {
+        "matchers": sorted(format_matcher(m) for m in silence.get("matchers") or []),
+        "startsAt": silence.get("startsAt"),
+        "endsAt": silence.get("endsAt"),
+        "createdBy": silence.get("createdBy"),
+        "comment": silence.get("comment"),
+    }
+
+
+def present(module, client, matchers):
+    params = module.params
+    if not params["comment"]:
+        raise ModuleFailure("state=present requires comment")
+    if not params["duration"] and not params["ends_at"]:
+        raise ModuleFailure("state=present requires duration or ends_at")
+    if params["id"]:
+        existing = silence_by_id(client, params["id"])
+        if existing is None:
+            raise ModuleFailure("silence {} does not exist".format(params["id"]))
+        if (existing.get("status") or {}).get("state") not in LIVE_STATES:
+            existing = None
+        matchers = matchers or (existing or {}).get("matchers") or []
+    else:
+        candidates = live_silences(client, matchers)
+        existing = candidates[0] if candidates else None
+    now = utcnow()
+    starts = (
+        parse_rfc3339(existing["startsAt"])
+        if existing
+        else (parse_time(params["starts_at"], "starts_at") if params["starts_at"] else now)
+    )
+    if params["ends_at"]:
+        ends = parse_time(params["ends_at"], "ends_at")
+    else:
+        seconds = parse_duration(params["duration"])
+        if not seconds:
+            raise ModuleFailure(
+                "duration {!r} is not a Prometheus duration such as 30m or 2h".format(params["duration"])
+            )
+        ends = starts + datetime.timedelta(seconds=seconds)
+    if ends <= max(now, starts):
+        raise ModuleFailure(
+            f"the silence would end at {rfc3339(ends)}, which is not after its start/now; nothing to silence"
+        )
+    desired = {
+        "matchers": matchers,
+        "startsAt": rfc3339(starts),
+        "endsAt": rfc3339(ends),
+        "createdBy": params["created_by"],
+        "comment": params["comment"],
+    }
+    result = {"matchers": [format_matcher(m) for m in matchers], "silence": desired}
+    if module._diff:
+        result["diff"] = {"before": view(existing) if existing else {}, "after": view(desired)}
+    if existing is not None:
+        same_end = abs(parse_rfc3339(existing["endsAt"]) - ends) <= END_TOLERANCE
+        if (
+            same_end
+            and existing.get("comment") == desired["comment"]
+            and existing.get("createdBy") == desired["createdBy"]
+        ):
+            return dict(result, changed=False, silence_id=existing["id"])
+    if module.check_mode:
+        return dict(result, changed=True, silence_id=existing["id"] if existing else None)
+    body = dict(desired, id=existing["id"]) if existing else desired
+    # Never retried on 5xx: a repeated POST could create a second silence.
+    created = client.send_json("POST", "/api/v2/silences", body, idempotent=False)
+    new_id = (created or {}).get("silenceID")
+    result.update(changed=True, silence_id=new_id)
+    if existing and existing["id"] != new_id:
+        result["previous_id"] = existing["id"]
+    return result
+
+
+def absent(module, client, matchers):
+    params = module.params
+    if params["id"]:
+        found = silence_by_id(client, params["id"])
+        targets = [found] if found and (found.get("status") or {}).get("state") in LIVE_STATES else []
+    else:
+        targets = live_silences(client, matchers)
+    result = {
+        "matchers": [format_matcher(m) for m in matchers],
+        "expired_ids": [s["id"] for s in targets],
+        "silence_id": targets[0]["id"] if targets else None,
+        "changed": bool(targets),
+    }
+    if module._diff:
+        result["diff"] = {"before": [view(s) for s in targets], "after": []}
+    if not module.check_mode:
+        for silence in targets:
+            try:
+                client.request("DELETE", "/api/v2/silence/{}".format(silence["id"]))
+            except HttpError as exc:
+                if exc.status != 404:  # expired meanwhile
+                    raise
+    return result
+
+
+def run(module, client):
+    params = module.params
+    matchers = [parse_matcher(m) for m in params["matchers"]]
+    if not matchers and not params["id"]:
+        raise ModuleFailure("set matchers (or id)")
+    if matchers and all(m["isRegex"] and m["value"] in (".*", "") for m in matchers):
+        raise ModuleFailure("refusing a silence whose matchers match every alert")
+    return (present if params["state"] == "present" else absent)(module, client, matchers)
+
+
+def main():
+    spec = http_argument_spec()
+    spec.update(
+        matchers={"type": "list", "elements": "raw", "default": []},
+        id={"type": "str"},
+        state={"type": "str", "choices": ["present", "absent"], "default": "present"},
+        duration={"type": "str"},
+        ends_at={"type": "str"},
+        starts_at={"type": "str"},
+        comment={"type": "str"},
+        created_by={"type": "str", "default": "ansible"},
+    )
+    module = AnsibleModule(
+        argument_spec=spec, supports_check_mode=True, mutually_exclusive=[("duration", "ends_at")]
+    )
+    run_module(module, run, module, client_from_module(module))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""Fixtures for the module integration tests: the Grafana API double, and a real Prometheus,
+Alertmanager and webhook sink on loopback ports (tests/support/monitoring.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[3]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from tests.support.monitoring import Alertmanager, GrafanaDouble, Prometheus, WebhookSink  # noqa: E402
+from tests.unit.plugins.ansible_module_runner import run_in_process, run_with_ansible  # noqa: E402
+
+ADMIN_PASSWORD = "int-test-Adm1n-pw"
+TOKEN = "glsa_integration_token_0123456789"
+
+
+@pytest.fixture
+def grafana(tmp_path):
+    """A fresh Grafana API double (TEST DOUBLE, not Grafana) with an admin user and an Admin token."""
+    with GrafanaDouble(tmp_path / "grafana", admin_password=ADMIN_PASSWORD, token=TOKEN) as double:
+        yield double
+
+
+@pytest.fixture
+def grafana_args(grafana):
+    return {"url": grafana.url, "url_username": "admin", "url_password": ADMIN_PASSWORD}
+
+
+@pytest.fixture
+def run():
+    return run_in_process
+
+
+@pytest.fixture
+def run_ansible():
+    return run_with_ansible
+
+
+def alertmanager_config(sink_url):
+    """Routes like the project's (critical -> critical-alerts, else default), delivering to the sink."""
+    def webhook(name):
+        return {"name": name, "webhook_configs": [{"url": f"{sink_url}/{name}", "send_resolved": True}]}
+
+    return {
+        "route": {
+            "receiver": "default", "group_by": ["alertname", "adg_delivery_check"],
+            "group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h",
+            "routes": [{"matchers": ['severity="critical"'], "receiver": "critical-alerts", "group_wait": "0s"}],
+        },
+        "receivers": [webhook("default"), webhook("critical-alerts")],
+    }
+
+
+GOOD_RULES = {"groups": [{"name": "adg-test-availability", "rules": [
+    {"alert": "TargetDown", "expr": "up == 0", "for": "1h", "labels": {"severity": "critical"}},
+    {"record": "job:up:sum", "expr": "sum by (job) (up)"},
+]}]}
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    """Sink + Alertmanager + Grafana double + Prometheus scraping them (and one dead target).
+
+    Jobs: prometheus, alertmanager, grafana (the double's /metrics) are up; `redis` points at a closed
+    loopback port, so it is down.
+    """
+    base = tmp_path_factory.mktemp("stack")
+    with WebhookSink() as sink, Alertmanager(base / "am", alertmanager_config(sink.url)) as am, \
+            GrafanaDouble(base / "grafana", admin_password=ADMIN_PASSWORD) as grafana:
+        dead = f"127.0.0.1:{_closed_port()}"
+        scrape = [
+            {"job_name": "prometheus", "static_configs": [{"targets": ["PROM"], "labels": {"instance": "mon1"}}]},
+            {"job_name": "alertmanager", "static_configs": [{"targets": [am.address], "labels": {"instance": "mon1"}}]},
+            {"job_name": "grafana", "static_configs": [{"targets": [grafana.address], "labels": {"instance": "mon1"}}]},
+            {"job_name": "redis", "static_configs": [{"targets": [dead], "labels": {"instance": "db1"}}]},
+        ]
+        prom = Prometheus(base / "prom", rule_files={"good.yml": GOOD_RULES}, alertmanagers=[am.address])
+        scrape[0]["static_configs"][0]["targets"] = [prom.address]
+        prom.write_config(scrape, {"good.yml": GOOD_RULES}, [am.address])
+        with prom:
+            yield {"prometheus": prom, "alertmanager": am, "sink": sink, "grafana": grafana, "dead": dead}
+
+
+def _closed_port():
+    from tests.support.monitoring import free_port
+
+    return free_port()

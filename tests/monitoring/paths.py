@@ -1,0 +1,14 @@
+"""Where the monitoring content lives in the repository (one place for the tests to look)."""
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+RULES_DIR = REPO / "roles/prometheus/files/rules"
+RULES_FILE = RULES_DIR / "autodealgenie.yml"
+PROMTOOL_TESTS = REPO / "tests/promtool"
+RUNBOOKS = REPO / "docs/runbooks"
+DASHBOARDS = REPO / "roles/grafana/files/dashboards"
+TOPOLOGY = REPO / "playbooks/group_vars/all/topology.yml"
+POSTGRES_EXPORTER_QUERIES = REPO / "docs/postgres_exporter_queries.yml"
+ALERTMANAGER_TEMPLATE = REPO / "roles/alertmanager/templates/alertmanager.yml.j2"
+ALERTMANAGER_ROUTING_DEFAULTS = REPO / "roles/alertmanager/defaults/main/routing.yml"

@@ -1,0 +1,277 @@
+"""Every dashboard query (and every rule expression) parses in a real Prometheus and names only
+metrics that our app and exporters actually expose; exporter-backed panels return data.
+
+Real parts: Debian's prometheus, node/postgres/redis exporters and the project's MongoDB exporter
+(tests/support/exporters.py) against PostgreSQL, Redis and a MongoDB stand-in started on loopback
+by tests/support/datastores.py, scraped by a Prometheus on loopback under the topology's job
+names. The app's metric names come from its registry (autodealgenie.metrics and the gunicorn
+process-tree collector, which is what production exposes)."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+import yaml
+
+from tests.monitoring import content
+from tests.monitoring.paths import REPO
+from tests.monitoring.promql import selectors
+from tests.support import exporters
+
+BACKEND = "autodealgenie-backend"
+EXPORTER_JOBS = ("node", "postgres", "redis", "mongodb")
+SCRAPE_INTERVAL = 1  # seconds; rate() windows need two samples
+# Series Prometheus itself attaches to every target.
+SYNTHETIC = {"up", "scrape_duration_seconds", "scrape_samples_scraped", "scrape_samples_post_metric_relabeling",
+             "scrape_series_added"}
+# Suffixes of the samples a metric family exposes, by type (multiprocess mode drops *_created).
+SAMPLE_SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("_sum", "_count", ""),
+    "info": ("_info",),
+    "untyped": ("",),
+}
+
+
+def _import_app_module(name):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != "autodealgenie":
+            raise
+        sys.path.insert(0, str(REPO / "app/src"))  # not installed: use the source tree
+        return importlib.import_module(name)
+
+
+def app_metric_names() -> set[str]:
+    """Sample names the backend exposes: every metric of its registry module plus process_*."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    metrics = _import_app_module("autodealgenie.metrics")
+    process_metrics = _import_app_module("autodealgenie.process_metrics")
+    names = set()
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            for family in value.describe():
+                names |= {family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type]}
+    for family in process_metrics.ProcessTreeCollector(root_pid=os.getpid).collect():
+        names |= {sample.name for sample in family.samples}
+    return names
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _psql(pg, database, sql):
+    run = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", pg.host, "-p", str(pg.port), "-U", pg.user, "-d", database,
+         "-tA", "-c", sql],
+        env={**os.environ, "PGPASSWORD": pg.password, "PGCONNECT_TIMEOUT": "5"},
+        capture_output=True, text=True,
+    )
+    if run.returncode != 0:
+        raise RuntimeError(f"psql {sql!r} failed: {run.stderr}")
+    return run.stdout.strip()
+
+
+def _redis_cli(instance, *args):
+    command = ["redis-cli", "-h", instance.host, "-p", str(instance.port)]
+    password = getattr(instance, "password", None)
+    env = {**os.environ, **({"REDISCLI_AUTH": password} if password else {})}
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=env, check=True).stdout.strip()
+
+
+def _start_postgres(datastores):
+    """PostgreSQL with pg_stat_statements preloaded (SlowQueries needs it)."""
+    wanted = {"shared_preload_libraries": "pg_stat_statements"}
+    if "settings" in inspect.signature(datastores.start_postgres).parameters:
+        return datastores.start_postgres(settings=wanted)
+    pytest.fail("tests/support/datastores.start_postgres() must accept settings={'shared_preload_libraries': ...}")
+
+
+class Prometheus:
+    def __init__(self, workdir, targets: dict[str, str]):
+        self.port = _free_port()
+        config = {
+            "global": {"scrape_interval": f"{SCRAPE_INTERVAL}s", "evaluation_interval": f"{SCRAPE_INTERVAL}s"},
+            "scrape_configs": [
+                {"job_name": job, "static_configs": [{"targets": [target]}]} for job, target in targets.items()
+            ],
+        }
+        config_file = workdir / "prometheus.yml"
+        config_file.write_text(yaml.safe_dump(config))
+        self.log = (workdir / "prometheus.log").open("w")
+        binary = shutil.which("prometheus")
+        assert binary, "prometheus not found (apt-get install prometheus)"
+        self.process = subprocess.Popen(
+            [binary, f"--config.file={config_file}", f"--storage.tsdb.path={workdir / 'tsdb'}",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._wait(lambda: urllib.request.urlopen(self.base + "/-/ready", timeout=1).close() or True, "ready")
+
+    def _wait(self, probe, what, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if probe():
+                    return
+            except OSError:
+                pass
+            assert self.process.poll() is None, "prometheus exited"
+            assert time.monotonic() < deadline, f"prometheus: {what} not reached in {timeout}s"
+            time.sleep(0.25)
+
+    def query(self, expr):
+        """(HTTP status, decoded body) of an instant query."""
+        url = self.base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def wait_for_samples(self, expr, count, what):
+        def enough():
+            status, body = self.query(expr)
+            return status == 200 and body["data"]["result"] and float(body["data"]["result"][0]["value"][1]) >= count
+        self._wait(enough, what)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    datastores = pytest.importorskip(
+        "tests.support.datastores", reason="tests/support/datastores.py (start_postgres/start_redis) not there yet"
+    )
+    workdir = tmp_path_factory.mktemp("monitoring-stack")
+    started = []
+    try:
+        pg = _start_postgres(datastores)
+        started.append(pg)
+        database = content.topology()["postgresql_app_database"]
+        if _psql(pg, "postgres", f"SELECT 1 FROM pg_database WHERE datname = '{database}'") != "1":
+            _psql(pg, "postgres", f'CREATE DATABASE "{database}"')
+        # the exporter connects to the `postgres` database, like the data tier's exporter role
+        _psql(pg, "postgres", "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        redis_instance = datastores.start_redis()
+        started.append(redis_instance)
+        _redis_cli(redis_instance, "CONFIG", "SET", "maxmemory", "64mb")  # the redis role always sets one
+        mongo = datastores.start_mongodb() if hasattr(datastores, "start_mongodb") else None
+        if mongo is not None:
+            started.append(mongo)
+        mongo_uri = mongo.url if mongo is not None else f"mongodb://127.0.0.1:{_free_port()}/?directConnection=true"
+
+        dsn = f"postgresql://{pg.user}:{urllib.parse.quote(pg.password, safe='')}@{pg.host}:{pg.port}/postgres?sslmode=disable"
+        running = {
+            "node": exporters.start_node_exporter(workdir),
+            "postgres": exporters.start_postgres_exporter(dsn, workdir),
+            "redis": exporters.start_redis_exporter(f"redis://{redis_instance.host}:{redis_instance.port}", workdir,
+                                                    password=getattr(redis_instance, "password", None)),
+            "mongodb": exporters.start_mongodb_exporter(mongo_uri, workdir),
+        }
+        started.extend(running.values())
+        prometheus = Prometheus(workdir, {job: exporter.target for job, exporter in running.items()})
+        started.append(prometheus)
+
+        names = {job: exporter.metric_names() for job, exporter in running.items()}
+        names[BACKEND] = app_metric_names()
+
+        # Work for the rate() panels, between scrapes so that counters move inside the window.
+        prometheus.wait_for_samples('count(up == 1)', len(running), "every exporter scraped")
+        time.sleep(2 * SCRAPE_INTERVAL)
+        _redis_cli(redis_instance, "SET", "car_search:test", "x", "EX", "900")
+        for key in ("car_search:test", "car_search:test", "car_search:test", "car_search:missing"):
+            _redis_cli(redis_instance, "GET", key)
+        for _ in range(5):
+            _psql(pg, database, "SELECT count(*) FROM pg_class")
+        time.sleep(3 * SCRAPE_INTERVAL + 1)
+        yield {"prometheus": prometheus, "names": names, "mongo_real": mongo is not None}
+    finally:
+        for thing in reversed(started):
+            thing.stop()
+
+
+@pytest.mark.parametrize(("where", "expr"), list(content.all_expressions()))
+def test_query_parses_in_prometheus(stack, where, expr):
+    status, body = stack["prometheus"].query(expr)
+    assert status == 200 and body.get("status") == "success", f"{where}: {expr}\n{body}"
+
+
+def _allowed_names(names, selector):
+    job = selector.label("job")
+    if job is None:
+        return set().union(*names.values())
+    op, value = job
+    jobs = [value] if op == "=" else value.split("|")
+    return set().union(*(names[j] for j in jobs))
+
+
+@pytest.mark.parametrize(("where", "expr"), list(content.all_expressions()))
+def test_query_names_only_exposed_metrics(stack, where, expr):
+    names = stack["names"]
+    for selector in selectors(expr):
+        assert selector.name, f"{where}: selector without a metric name"
+        if selector.name in SYNTHETIC:
+            continue
+        allowed = _allowed_names(names, selector)
+        assert selector.name in allowed, f"{where}: {selector.name} is not exposed by job {selector.label('job')}"
+
+
+def test_app_registry_has_the_http_metrics():
+    """Guards the name collection itself: an empty or wrong set would make the test above vacuous."""
+    names = app_metric_names()
+    assert {"http_requests_total", "http_request_duration_seconds_bucket", "process_cpu_seconds_total",
+            "process_resident_memory_bytes", "autodealgenie_user_signups_total"} <= names
+    assert "http_requests" not in names and "http_request_duration_seconds" not in names
+
+
+def test_exporters_expose_what_the_rules_need(stack):
+    names = stack["names"]
+    assert {"pg_up", "pg_stat_database_numbackends", "pg_settings_max_connections",
+            "pg_stat_statements_db_calls_total", "pg_stat_statements_db_exec_seconds_total"} <= names["postgres"]
+    assert {"redis_up", "redis_memory_used_bytes", "redis_memory_max_bytes", "redis_keyspace_hits_total"} <= names["redis"]
+    assert {"node_memory_MemAvailable_bytes", "node_filesystem_avail_bytes"} <= names["node"]
+    assert "mongodb_up" in names["mongodb"]
+
+
+def _exporter_only_queries():
+    for uid, title, ref, expr in content.panel_queries():
+        jobs = set()
+        for selector in selectors(expr):
+            job = selector.label("job")
+            jobs |= {"?"} if job is None else set(job[1].split("|"))
+        if jobs and jobs <= set(EXPORTER_JOBS):
+            yield f"{uid} / {title} / {ref}", expr
+
+
+@pytest.mark.parametrize(("where", "expr"), list(_exporter_only_queries()))
+def test_exporter_panels_show_data(stack, where, expr):
+    """Panels fed by exporters return a number (not nothing, not NaN) on a live stack."""
+    status, body = stack["prometheus"].query(expr)
+    assert status == 200, body
+    values = [float(sample["value"][1]) for sample in body["data"]["result"]]
+    assert values and not all(math.isnan(v) for v in values), f"{where}: no data for {expr}: {body['data']}"

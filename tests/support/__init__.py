@@ -1,0 +1,1 @@
+"""Shared test helpers (real datastores on loopback: see datastores.py)."""
