@@ -16,6 +16,7 @@ from autodealgenie.app import create_app  # noqa: E402
 from autodealgenie.config import Config  # noqa: E402
 from autodealgenie.migrate import migrate  # noqa: E402
 from autodealgenie.seed import seed_vehicles  # noqa: E402
+
 from tests.support.datastores import start_mongodb, start_postgres, start_redis  # noqa: E402
 
 SEED_VEHICLES = 400
@@ -26,12 +27,21 @@ def env_for(pg, redis_instance, mongo, **extra) -> dict[str, str]:
     """The service environment pointing at the test datastores (also used for gunicorn subprocesses)."""
     env = {
         "ENVIRONMENT": "test",
-        "POSTGRES_HOST": pg.host, "POSTGRES_PORT": str(pg.port), "POSTGRES_DB": pg.dbname,
-        "POSTGRES_USER": pg.user, "POSTGRES_PASSWORD": pg.password, "POSTGRES_SSLMODE": "disable",
-        "REDIS_HOST": redis_instance.host, "REDIS_PORT": str(redis_instance.port),
-        "MONGODB_URL": mongo.url, "MONGODB_DB_NAME": "autodealgenie_test",
-        "PASSWORD_HASH_TIME_COST": "1", "PASSWORD_HASH_MEMORY_KIB": "1024",
-        "HEALTH_CHECK_TIMEOUT": "1", "REDIS_TIMEOUT": "0.3", "REDIS_RETRY_INTERVAL": "0.5",
+        "POSTGRES_HOST": pg.host,
+        "POSTGRES_PORT": str(pg.port),
+        "POSTGRES_DB": pg.dbname,
+        "POSTGRES_USER": pg.user,
+        "POSTGRES_PASSWORD": pg.password,
+        "POSTGRES_SSLMODE": "disable",
+        "REDIS_HOST": redis_instance.host,
+        "REDIS_PORT": str(redis_instance.port),
+        "MONGODB_URL": mongo.url,
+        "MONGODB_DB_NAME": "autodealgenie_test",
+        "PASSWORD_HASH_TIME_COST": "1",
+        "PASSWORD_HASH_MEMORY_KIB": "1024",
+        "HEALTH_CHECK_TIMEOUT": "1",
+        "REDIS_TIMEOUT": "0.3",
+        "REDIS_RETRY_INTERVAL": "0.5",
         "MONGODB_TIMEOUT_MS": "1000",
         # every test logs in from 127.0.0.1; the per-address limit has its own test
         "LOGIN_MAX_ATTEMPTS_PER_ADDRESS": "100000",
@@ -92,10 +102,12 @@ class User:
         return {"Authorization": f"Bearer {self.access}"}
 
 
-def register(client, password="correct-horse-9") -> User:
+def register(client, password="correct-horse-9") -> User:  # noqa: S107 - test password
     name = unique()
     email = f"{name}@example.test"
-    response = client.post("/api/v1/auth/signup", json={"email": email, "username": name, "password": password})
+    response = client.post(
+        "/api/v1/auth/signup", json={"email": email, "username": name, "password": password}
+    )
     assert response.status_code == 201, response.get_json()
     response = client.post("/api/v1/auth/login", json={"email": email, "password": password})
     assert response.status_code == 200, response.get_json()
@@ -116,7 +128,12 @@ def sample(name: str, labels: dict | None = None) -> float:
 
 
 DEAL = {
-    "customer_name": "Ada Buyer", "customer_email": "ada@example.test", "vehicle_make": "Toyota",
-    "vehicle_model": "Camry", "vehicle_year": 2021, "vehicle_mileage": 42000, "vehicle_vin": "4T1BF1FK5MU123456",
+    "customer_name": "Ada Buyer",
+    "customer_email": "ada@example.test",
+    "vehicle_make": "Toyota",
+    "vehicle_model": "Camry",
+    "vehicle_year": 2021,
+    "vehicle_mileage": 42000,
+    "vehicle_vin": "4T1BF1FK5MU123456",
     "asking_price": 24500,
 }

@@ -4,9 +4,8 @@ import time
 
 import pymongo
 import pytest
-from conftest import register, sample
-
 from autodealgenie.app import create_app
+from conftest import register, sample
 
 
 def search(client, user, **criteria):
@@ -30,7 +29,10 @@ def test_search_filters_and_ranks(client, user):
 def test_search_miss_then_hit_records_history_and_metrics(client, user, datastores):
     criteria = {"make": "Honda", "year_min": 2018, "max_results": 7}
     labels = {"cache_name": "car_search"}
-    hits, misses = sample("autodealgenie_cache_hits_total", labels), sample("autodealgenie_cache_misses_total", labels)
+    hits, misses = (
+        sample("autodealgenie_cache_hits_total", labels),
+        sample("autodealgenie_cache_misses_total", labels),
+    )
     searches = sample("autodealgenie_vehicle_searches_total", {"search_type": "make_model"})
     durations = sample("autodealgenie_vehicle_search_duration_seconds_count")
     vehicle_selects = sample("autodealgenie_db_queries_total", {"operation": "select", "table": "vehicles"})
@@ -42,28 +44,47 @@ def test_search_miss_then_hit_records_history_and_metrics(client, user, datastor
     assert sample("autodealgenie_cache_hits_total", labels) == hits + 1
     assert sample("autodealgenie_vehicle_searches_total", {"search_type": "make_model"}) == searches + 2
     assert sample("autodealgenie_vehicle_search_duration_seconds_count") == durations + 2
-    assert sample("autodealgenie_db_queries_total", {"operation": "select", "table": "vehicles"}) == vehicle_selects + 1
+    assert (
+        sample("autodealgenie_db_queries_total", {"operation": "select", "table": "vehicles"})
+        == vehicle_selects + 1
+    )
     assert sample("autodealgenie_active_searches") == 0
     history = pymongo.MongoClient(datastores["mongo"].url)["autodealgenie_test"].search_history
     me = client.get("/api/v1/auth/me", headers=user.headers).get_json()["id"]
     records = list(history.find({"user_id": me}))
     assert len(records) == 2
-    assert records[0]["search_criteria"]["make"] == "Honda" and records[0]["result_count"] == first["total_found"]
+    assert (
+        records[0]["search_criteria"]["make"] == "Honda"
+        and records[0]["result_count"] == first["total_found"]
+    )
     assert records[0]["top_vehicles"][0]["vin"] == first["vehicles"][0]["vin"]
 
 
 def test_search_types(client, user):
-    for criteria, kind in (({}, "browse"), ({"fuel_type": "electric"}, "filtered"), ({"model": "Civic"}, "make_model")):
+    for criteria, kind in (
+        ({}, "browse"),
+        ({"fuel_type": "electric"}, "filtered"),
+        ({"model": "Civic"}, "make_model"),
+    ):
         before = sample("autodealgenie_vehicle_searches_total", {"search_type": kind})
         assert search(client, user, **criteria).status_code == 200
         assert sample("autodealgenie_vehicle_searches_total", {"search_type": kind}) == before + 1
 
 
-@pytest.mark.parametrize("criteria", [
-    {"max_results": 0}, {"max_results": 101}, {"budget_min": 5000, "budget_max": 1000},
-    {"year_min": 2022, "year_max": 2020}, {"car_type": "spaceship"}, {"mileage_max": -1}, {"colour": "red"},
-    {"make": ""}, {"sort_by": "random"},
-])
+@pytest.mark.parametrize(
+    "criteria",
+    [
+        {"max_results": 0},
+        {"max_results": 101},
+        {"budget_min": 5000, "budget_max": 1000},
+        {"year_min": 2022, "year_max": 2020},
+        {"car_type": "spaceship"},
+        {"mileage_max": -1},
+        {"colour": "red"},
+        {"make": ""},
+        {"sort_by": "random"},
+    ],
+)
 def test_search_rejects_bad_input(client, user, criteria):
     assert search(client, user, **criteria).status_code == 422
 

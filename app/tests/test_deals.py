@@ -1,9 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import DEAL, register, sample
-
 from autodealgenie.admin import ensure_admin
+from conftest import DEAL, register, sample
 
 
 def create(client, user, **changes):
@@ -19,8 +18,9 @@ def test_crud_round_trip_and_metric(client, user):
     assert sample("autodealgenie_deals_created_total", {"status": "in_progress"}) == before + 1
     url = f"/api/v1/deals/{deal['id']}"
     assert client.get(url, headers=user.headers).get_json()["customer_name"] == "Ada Buyer"
-    updated = client.put(url, json={"offer_price": 23000, "status": "completed", "notes": "signed"},
-                         headers=user.headers)
+    updated = client.put(
+        url, json={"offer_price": 23000, "status": "completed", "notes": "signed"}, headers=user.headers
+    )
     assert updated.status_code == 200
     assert updated.get_json()["offer_price"] == 23000.0 and updated.get_json()["status"] == "completed"
     assert client.put(url, json={"notes": None}, headers=user.headers).get_json()["notes"] is None
@@ -48,19 +48,34 @@ def test_other_users_deal_is_forbidden_but_admin_sees_all(client, user, migrated
     deal = create(client, user)
     other = register(client)
     assert client.get(f"/api/v1/deals/{deal['id']}", headers=other.headers).status_code == 403
-    assert client.put(f"/api/v1/deals/{deal['id']}", json={"notes": "x"}, headers=other.headers).status_code == 403
+    assert (
+        client.put(f"/api/v1/deals/{deal['id']}", json={"notes": "x"}, headers=other.headers).status_code
+        == 403
+    )
     assert client.delete(f"/api/v1/deals/{deal['id']}", headers=other.headers).status_code == 403
     admin = register(client)
-    ensure_admin(migrated, email=admin.email, username=admin.username, full_name=None, password=admin.password)
+    ensure_admin(
+        migrated, email=admin.email, username=admin.username, full_name=None, password=admin.password
+    )
     assert client.get(f"/api/v1/deals/{deal['id']}", headers=admin.headers).status_code == 200
     assert client.get("/api/v1/deals?limit=100", headers=admin.headers).get_json()["total"] >= 1 + 1
 
 
-@pytest.mark.parametrize("changes", [
-    {"asking_price": 0}, {"asking_price": -5}, {"asking_price": "cheap"}, {"status": "sold"},
-    {"vehicle_vin": "SHORT"}, {"vehicle_vin": "4T1BF1FK5MU12345I"}, {"vehicle_year": 1800},
-    {"vehicle_mileage": -1}, {"customer_email": "nope"}, {"unknown_field": 1},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"asking_price": 0},
+        {"asking_price": -5},
+        {"asking_price": "cheap"},
+        {"status": "sold"},
+        {"vehicle_vin": "SHORT"},
+        {"vehicle_vin": "4T1BF1FK5MU12345I"},
+        {"vehicle_year": 1800},
+        {"vehicle_mileage": -1},
+        {"customer_email": "nope"},
+        {"unknown_field": 1},
+    ],
+)
 def test_create_rejects_bad_input(client, user, changes):
     response = client.post("/api/v1/deals", json={**DEAL, **changes}, headers=user.headers)
     assert response.status_code == 422, response.get_json()
@@ -87,8 +102,15 @@ def test_deals_need_authentication(client):
     assert client.post("/api/v1/deals", json=DEAL).status_code == 401
 
 
-EVALUATION = {"vehicle_vin": "4T1BF1FK5MU123456", "asking_price": 21000, "condition": "good", "mileage": 36000,
-              "make": "Toyota", "model": "Camry", "year": 2021}
+EVALUATION = {
+    "vehicle_vin": "4T1BF1FK5MU123456",
+    "asking_price": 21000,
+    "condition": "good",
+    "mileage": 36000,
+    "make": "Toyota",
+    "model": "Camry",
+    "year": 2021,
+}
 
 
 def test_evaluate_is_deterministic_and_cached(client, user, datastores):
@@ -105,24 +127,47 @@ def test_evaluate_is_deterministic_and_cached(client, user, datastores):
     assert 1 <= a["score"] <= 10 and a["fair_value"] > 0 and a["insights"] and a["talking_points"]
     assert sample("autodealgenie_cache_misses_total", {"cache_name": "deal_eval"}) == misses + 1
     assert sample("autodealgenie_cache_hits_total", {"cache_name": "deal_eval"}) == hits + 1
-    assert sample("autodealgenie_cache_operation_duration_seconds_count",
-                  {"operation": "get", "cache_name": "deal_eval"}) >= 2
+    assert (
+        sample(
+            "autodealgenie_cache_operation_duration_seconds_count",
+            {"operation": "get", "cache_name": "deal_eval"},
+        )
+        >= 2
+    )
     import redis
-    ttl = [redis.Redis(port=datastores["redis"].port).ttl(k)
-           for k in redis.Redis(port=datastores["redis"].port).keys("deal_eval:*")]
+
+    ttl = [
+        redis.Redis(port=datastores["redis"].port).ttl(k)
+        for k in redis.Redis(port=datastores["redis"].port).keys("deal_eval:*")
+    ]
     assert ttl and all(0 < t <= 3600 for t in ttl)
 
 
 def test_evaluate_scores_cheaper_asks_higher(client, user):
-    cheap = client.post("/api/v1/deals/evaluate", json={**EVALUATION, "asking_price": 12000}, headers=user.headers)
-    dear = client.post("/api/v1/deals/evaluate", json={**EVALUATION, "asking_price": 40000}, headers=user.headers)
+    cheap = client.post(
+        "/api/v1/deals/evaluate", json={**EVALUATION, "asking_price": 12000}, headers=user.headers
+    )
+    dear = client.post(
+        "/api/v1/deals/evaluate", json={**EVALUATION, "asking_price": 40000}, headers=user.headers
+    )
     assert cheap.get_json()["score"] > dear.get_json()["score"]
     assert cheap.get_json()["fair_value"] == dear.get_json()["fair_value"]
 
 
-@pytest.mark.parametrize("changes", [
-    {"vehicle_vin": "123"}, {"asking_price": 0}, {"mileage": -1}, {"condition": "mint"}, {"year": 3000},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"vehicle_vin": "123"},
+        {"asking_price": 0},
+        {"mileage": -1},
+        {"condition": "mint"},
+        {"year": 3000},
+    ],
+)
 def test_evaluate_rejects_bad_input(client, user, changes):
-    assert client.post("/api/v1/deals/evaluate", json={**EVALUATION, **changes},
-                       headers=user.headers).status_code == 422
+    assert (
+        client.post(
+            "/api/v1/deals/evaluate", json={**EVALUATION, **changes}, headers=user.headers
+        ).status_code
+        == 422
+    )

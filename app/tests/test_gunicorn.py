@@ -50,26 +50,49 @@ def gunicorn(datastores, migrated, tmp_path):
     (multiproc / "counter_999999.db").write_bytes(b"stale file from a previous run")
     port = free_port()
     access_log = tmp_path / "access.log"
-    env = {**os.environ, **env_for(datastores["pg"], datastores["redis"], datastores["mongo"],
-                                   GUNICORN_WORKERS=WORKERS, GUNICORN_BIND=f"127.0.0.1:{port}",
-                                   GUNICORN_ACCESS_LOG=access_log, PROMETHEUS_MULTIPROC_DIR=multiproc)}
+    env = {
+        **os.environ,
+        **env_for(
+            datastores["pg"],
+            datastores["redis"],
+            datastores["mongo"],
+            GUNICORN_WORKERS=WORKERS,
+            GUNICORN_BIND=f"127.0.0.1:{port}",
+            GUNICORN_ACCESS_LOG=access_log,
+            PROMETHEUS_MULTIPROC_DIR=multiproc,
+        ),
+    }
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "-c", "python:autodealgenie.gunicorn_conf",
-         "autodealgenie.wsgi:app"],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "error.log", "wb"),  # noqa: SIM115
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            "python:autodealgenie.gunicorn_conf",
+            "autodealgenie.wsgi:app",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "error.log", "wb"),  # noqa: SIM115
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
-            if requests.get(f"{base}/health", timeout=1).status_code == 200 and len(worker_pids(process.pid)) == WORKERS:
+            if (
+                requests.get(f"{base}/health", timeout=1).status_code == 200
+                and len(worker_pids(process.pid)) == WORKERS
+            ):
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:
             pass
         assert time.monotonic() < deadline, (tmp_path / "error.log").read_text()
         time.sleep(0.2)
-    yield {"base": base, "process": process, "access_log": access_log, "multiproc": multiproc,
-           "error_log": tmp_path / "error.log"}
+    yield {
+        "base": base,
+        "process": process,
+        "access_log": access_log,
+        "multiproc": multiproc,
+        "error_log": tmp_path / "error.log",
+    }
     process.send_signal(signal.SIGTERM)
     process.wait(30)
 
@@ -93,8 +116,12 @@ def test_counts_are_exact_across_workers_and_survive_a_killed_worker(gunicorn):
     samples = scrape(base)
     assert value(samples, "http_requests_total", handler="/", method="GET", status="2xx") == k
     assert value(samples, "http_request_duration_seconds_count", handler="/", method="GET") == k
-    assert not [key for key in samples if key[0] == "http_requests_total" and ("handler", "/health") in key[1]]
-    assert not [key for key in samples if key[0] == "http_requests_total" and ("handler", "/metrics") in key[1]]
+    assert not [
+        key for key in samples if key[0] == "http_requests_total" and ("handler", "/health") in key[1]
+    ]
+    assert not [
+        key for key in samples if key[0] == "http_requests_total" and ("handler", "/metrics") in key[1]
+    ]
 
     pids_in_log = {json.loads(line)["pid"] for line in gunicorn["access_log"].read_text().splitlines()}
     assert len(pids_in_log) >= 2, "requests should have been served by several workers"
@@ -156,11 +183,67 @@ def test_access_log_is_json_with_the_request_id(gunicorn):
 
 def test_gunicorn_refuses_to_start_without_multiproc_dir(datastores, migrated):
     env = {k: v for k, v in os.environ.items() if k.lower() != "prometheus_multiproc_dir"}
-    env.update(env_for(datastores["pg"], datastores["redis"], datastores["mongo"],
-                       GUNICORN_BIND=f"127.0.0.1:{free_port()}"))
+    env.update(
+        env_for(
+            datastores["pg"],
+            datastores["redis"],
+            datastores["mongo"],
+            GUNICORN_BIND=f"127.0.0.1:{free_port()}",
+        )
+    )
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "gunicorn"), "-c", "python:autodealgenie.gunicorn_conf",
-         "autodealgenie.wsgi:app"], env=env, capture_output=True, text=True, timeout=30,
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            "python:autodealgenie.gunicorn_conf",
+            "autodealgenie.wsgi:app",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode != 0
     assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr
+
+
+def test_traffic_generator_passes_against_gunicorn(gunicorn):
+    """tests/traffic/traffic.py: every endpoint, expected statuses only, and the HTTP metrics moved."""
+    script = Path(__file__).resolve().parents[2] / "tests" / "traffic" / "traffic.py"
+    before = scrape(gunicorn["base"])
+    result = subprocess.run(
+        [sys.executable, str(script), "--base-url", gunicorn["base"], "--iterations", "2", "--seed", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 unexpected" in result.stdout
+    after = scrape(gunicorn["base"])
+    for handler, method, status in (
+        ("/api/v1/auth/login", "POST", "2xx"),
+        ("/api/v1/auth/login", "POST", "4xx"),
+        ("/api/v1/cars/search", "POST", "2xx"),
+        ("unmatched", "GET", "4xx"),
+        ("/api/v1/negotiations/<int:session_id>/next", "POST", "2xx"),
+    ):
+        labels = {"handler": handler, "method": method, "status": status}
+        assert value(after, "http_requests_total", **labels) > value(before, "http_requests_total", **labels)
+    assert (
+        value(after, "autodealgenie_user_signups_total")
+        == value(before, "autodealgenie_user_signups_total") + 2
+    )
+    assert value(after, "autodealgenie_cache_hits_total", cache_name="car_search") >= 2
+    # a failing expectation is reported with exit code 1
+    bad = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "--base-url",
+            gunicorn["base"].replace(str(gunicorn["base"].rsplit(":", 1)[1]), str(free_port())),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 1 and "UNEXPECTED" in bad.stdout

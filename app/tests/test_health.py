@@ -3,8 +3,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from autodealgenie.app import create_app
+
 from tests.support.datastores import free_port, start_redis
 
 TIMEOUT = 1.0  # HEALTH_CHECK_TIMEOUT in the test environment
@@ -47,13 +47,22 @@ def test_redis_down_gives_503_degraded_quickly_and_requests_still_work(make_conf
         assert elapsed < TIMEOUT + 0.5, f"took {elapsed:.2f}s"
         # degraded, not failing: login (rate limit skipped) and search (cache skipped) still answer
         name = f"degraded{failure}{int(time.time() * 1000)}"
-        assert client.post("/api/v1/auth/signup", json={"email": f"{name}@example.test", "username": name,
-                                                         "password": "longenough1"}).status_code == 201
+        assert (
+            client.post(
+                "/api/v1/auth/signup",
+                json={"email": f"{name}@example.test", "username": name, "password": "longenough1"},
+            ).status_code
+            == 201
+        )
         start = time.monotonic()
-        login = client.post("/api/v1/auth/login", json={"email": f"{name}@example.test", "password": "longenough1"})
+        login = client.post(
+            "/api/v1/auth/login", json={"email": f"{name}@example.test", "password": "longenough1"}
+        )
         assert login.status_code == 200
         token = login.get_json()["access_token"]
-        search = client.post("/api/v1/cars/search", json={"make": "Ford"}, headers={"Authorization": f"Bearer {token}"})
+        search = client.post(
+            "/api/v1/cars/search", json={"make": "Ford"}, headers={"Authorization": f"Bearer {token}"}
+        )
         assert search.status_code == 200 and search.get_json()["cached"] is False
         assert time.monotonic() - start < 2 * TIMEOUT
     finally:
@@ -62,7 +71,9 @@ def test_redis_down_gives_503_degraded_quickly_and_requests_still_work(make_conf
 
 def test_all_dependencies_down(make_config, migrated):
     dead = free_port()
-    client = create_app(make_config(POSTGRES_PORT=dead, REDIS_PORT=dead, MONGODB_URL=f"mongodb://127.0.0.1:{dead}")).test_client()
+    client = create_app(
+        make_config(POSTGRES_PORT=dead, REDIS_PORT=dead, MONGODB_URL=f"mongodb://127.0.0.1:{dead}")
+    ).test_client()
     start = time.monotonic()
     response = client.get("/api/v1/health/detailed")
     assert time.monotonic() - start < TIMEOUT + 0.5

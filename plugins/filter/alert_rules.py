@@ -75,7 +75,9 @@ def _plain(value):
 def _duration(value, what):
     text = str(value) if value is not None else ""
     if not text or not _DURATION.match(text):
-        raise AnsibleFilterError(f"adg_alert_rules: {what}: {value!r} is not a Prometheus duration (e.g. 30s, 5m)")
+        raise AnsibleFilterError(
+            f"adg_alert_rules: {what}: {value!r} is not a Prometheus duration (e.g. 30s, 5m)"
+        )
     return text
 
 

@@ -120,11 +120,11 @@ class HttpError(Exception):
             text = f"{where} failed: {self.reason}"
         else:
             text = f"{where} -> HTTP {self.status}"
+            if self.reason:
+                text += " " + self.reason
             if self.body:
                 excerpt = self.body if len(self.body) <= BODY_EXCERPT else self.body[:BODY_EXCERPT] + "..."
                 text += ": " + excerpt.strip()
-            elif self.reason:
-                text += " " + self.reason
         if self.attempts > 1:
             text += f" (after {self.attempts} attempts)"
         return text

@@ -34,9 +34,18 @@ def render(dest: Path, variables: dict) -> Path:
     extra.write_text(json.dumps(variables))
     run = subprocess.run(
         [
-            _ansible(), "localhost", "-c", "local", "-m", "ansible.builtin.template",
-            "-a", f"src={TEMPLATE} dest={dest} mode=0600",
-            "-e", f"@{DEFAULTS}", "-e", f"@{extra}",
+            _ansible(),
+            "localhost",
+            "-c",
+            "local",
+            "-m",
+            "ansible.builtin.template",
+            "-a",
+            f"src={TEMPLATE} dest={dest} mode=0600",
+            "-e",
+            f"@{DEFAULTS}",
+            "-e",
+            f"@{extra}",
         ],
         cwd=REPO,
         capture_output=True,

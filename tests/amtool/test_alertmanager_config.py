@@ -13,15 +13,17 @@ import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
-
 from render import RenderError, render
 
 AMTOOL = shutil.which("amtool")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-needs_amtool = pytest.mark.skipif(AMTOOL is None, reason="amtool not installed (apt-get install prometheus-alertmanager)")
+needs_amtool = pytest.mark.skipif(
+    AMTOOL is None, reason="amtool not installed (apt-get install prometheus-alertmanager)"
+)
 
 # Every integration configured; addresses are loopback placeholders (nothing is sent here).
 FULL = {
@@ -65,7 +67,14 @@ ROUTES = {
     ("none", "security"): "security-alerts",
     ("none", "none"): "default",
 }
-RECEIVERS = ["default", "critical-alerts", "warning-alerts", "info-alerts", "database-alerts", "security-alerts"]
+RECEIVERS = [
+    "default",
+    "critical-alerts",
+    "warning-alerts",
+    "info-alerts",
+    "database-alerts",
+    "security-alerts",
+]
 
 
 def _receivers(config: Path) -> dict:
@@ -95,7 +104,10 @@ def test_full_config_wires_every_integration(full_config):
     assert [c["channel"] for c in receivers["warning-alerts"]["slack_configs"]] == ["#warnings"]
     assert [c["channel"] for c in receivers["info-alerts"]["slack_configs"]] == ["#info-alerts"]
     assert [c["channel"] for c in receivers["default"]["slack_configs"]] == ["#alerts"]
-    assert receivers["critical-alerts"]["pagerduty_configs"][0]["routing_key"] == FULL["alertmanager_pagerduty_routing_key"]
+    assert (
+        receivers["critical-alerts"]["pagerduty_configs"][0]["routing_key"]
+        == FULL["alertmanager_pagerduty_routing_key"]
+    )
     assert [n for n, r in receivers.items() if "pagerduty_configs" in r] == ["critical-alerts"]
     assert receivers["database-alerts"]["email_configs"][0]["to"] == "dba-team@autodealgenie.com"
     assert receivers["security-alerts"]["email_configs"][0]["to"] == "security-team@autodealgenie.com"
@@ -157,7 +169,15 @@ def test_route(full_config, severity, component):
     labels += [] if component == "none" else [f"component={component}"]
     expected = ROUTES[(severity, component)]
     run = subprocess.run(
-        [AMTOOL, "config", "routes", "test", f"--config.file={full_config}", f"--verify.receivers={expected}", *labels],
+        [
+            AMTOOL,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={full_config}",
+            f"--verify.receivers={expected}",
+            *labels,
+        ],
         capture_output=True,
         text=True,
     )
@@ -175,9 +195,9 @@ def test_route_table_covers_every_combination():
 
 
 class _Sink(BaseHTTPRequestHandler):
-    received: list = []
+    received: ClassVar[list] = []
 
-    def do_POST(self):  # noqa: N802 (http.server API)
+    def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         type(self).received.append(json.loads(body))
         self.send_response(200)
@@ -195,8 +215,9 @@ def _free_port() -> int:
 
 def _http(url: str, payload=None):
     data = None if payload is None else json.dumps(payload).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=5) as response:
+    # loopback http:// URLs built by this module only
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
         raw = response.read()
     return json.loads(raw) if raw else None
 
@@ -210,9 +231,12 @@ def live_alertmanager(tmp_path_factory):
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     fast = {  # short waits so notifications arrive within the test
-        "alertmanager_group_wait": "1s", "alertmanager_group_interval": "1s",
-        "alertmanager_critical_group_wait": "0s", "alertmanager_warning_group_wait": "1s",
-        "alertmanager_info_group_wait": "1s", "alertmanager_info_group_interval": "1s",
+        "alertmanager_group_wait": "1s",
+        "alertmanager_group_interval": "1s",
+        "alertmanager_critical_group_wait": "0s",
+        "alertmanager_warning_group_wait": "1s",
+        "alertmanager_info_group_wait": "1s",
+        "alertmanager_info_group_interval": "1s",
     }
     config = render(
         workdir / "alertmanager.yml",
@@ -221,20 +245,28 @@ def live_alertmanager(tmp_path_factory):
     port = _free_port()
     log = (workdir / "alertmanager.log").open("w")
     process = subprocess.Popen(
-        [ALERTMANAGER, f"--config.file={config}", f"--storage.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=log, stderr=subprocess.STDOUT,
+        [
+            ALERTMANAGER,
+            f"--config.file={config}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                urllib.request.urlopen(base + "/-/ready", timeout=1).close()
+                urllib.request.urlopen(base + "/-/ready", timeout=1).close()  # noqa: S310 (loopback)
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("alertmanager did not become ready: " + (workdir / "alertmanager.log").read_text())
+                    pytest.fail(
+                        "alertmanager did not become ready: " + (workdir / "alertmanager.log").read_text()
+                    )
                 time.sleep(0.2)
         yield base
     finally:
@@ -245,17 +277,63 @@ def live_alertmanager(tmp_path_factory):
 
 
 LIVE_ALERTS = [
-    {"alertname": "ServiceDown", "severity": "critical", "component": "backend", "job": "autodealgenie-backend", "instance": "app1"},
+    {
+        "alertname": "ServiceDown",
+        "severity": "critical",
+        "component": "backend",
+        "job": "autodealgenie-backend",
+        "instance": "app1",
+    },
     {"alertname": "HighErrorRate", "severity": "critical", "component": "backend", "instance": "app1"},
     {"alertname": "HighAPILatency", "severity": "warning", "component": "backend", "instance": "app1"},
-    {"alertname": "HighCPUUsage", "severity": "warning", "component": "infrastructure", "job": "autodealgenie-backend", "instance": "app1"},
+    {
+        "alertname": "HighCPUUsage",
+        "severity": "warning",
+        "component": "infrastructure",
+        "job": "autodealgenie-backend",
+        "instance": "app1",
+    },
     {"alertname": "HighErrorRate", "severity": "critical", "component": "backend", "instance": "app2"},
-    {"alertname": "DiskSpaceLow", "severity": "critical", "component": "infrastructure", "job": "node", "instance": "app1", "mountpoint": "/"},
-    {"alertname": "DatabaseDown", "severity": "critical", "component": "database", "job": "postgres", "instance": "db1"},
-    {"alertname": "DatabaseConnectionPoolHigh", "severity": "warning", "component": "database", "instance": "db1"},
-    {"alertname": "SlowQueries", "severity": "warning", "component": "database", "instance": "db1", "datname": "autodealgenie"},
-    {"alertname": "DatabaseConnectionPoolHigh", "severity": "warning", "component": "database", "instance": "db2"},
-    {"alertname": "HighAuthenticationFailureRate", "severity": "info", "component": "security", "job": "autodealgenie-backend"},
+    {
+        "alertname": "DiskSpaceLow",
+        "severity": "critical",
+        "component": "infrastructure",
+        "job": "node",
+        "instance": "app1",
+        "mountpoint": "/",
+    },
+    {
+        "alertname": "DatabaseDown",
+        "severity": "critical",
+        "component": "database",
+        "job": "postgres",
+        "instance": "db1",
+    },
+    {
+        "alertname": "DatabaseConnectionPoolHigh",
+        "severity": "warning",
+        "component": "database",
+        "instance": "db1",
+    },
+    {
+        "alertname": "SlowQueries",
+        "severity": "warning",
+        "component": "database",
+        "instance": "db1",
+        "datname": "autodealgenie",
+    },
+    {
+        "alertname": "DatabaseConnectionPoolHigh",
+        "severity": "warning",
+        "component": "database",
+        "instance": "db2",
+    },
+    {
+        "alertname": "HighAuthenticationFailureRate",
+        "severity": "info",
+        "component": "security",
+        "job": "autodealgenie-backend",
+    },
 ]
 # (alertname, instance) -> the alert that inhibits it, or None if it must stay active
 EXPECTED_INHIBITION = {
@@ -276,9 +354,13 @@ EXPECTED_INHIBITION = {
 def test_live_inhibition_and_delivery(live_alertmanager):
     base = live_alertmanager
     fingerprint_of = {}
-    _http(base + "/api/v2/alerts", [
-        {"labels": labels, "annotations": {"summary": f"test {labels['alertname']}"}} for labels in LIVE_ALERTS
-    ])
+    _http(
+        base + "/api/v2/alerts",
+        [
+            {"labels": labels, "annotations": {"summary": f"test {labels['alertname']}"}}
+            for labels in LIVE_ALERTS
+        ],
+    )
     deadline = time.monotonic() + 15
     while True:
         alerts = _http(base + "/api/v2/alerts")
@@ -297,10 +379,15 @@ def test_live_inhibition_and_delivery(live_alertmanager):
     # Delivery through the routing tree: every receiver carries the webhook, so the sink sees
     # which receiver each notification went through; inhibited alerts are never notified.
     wanted = {
-        ("critical-alerts", "ServiceDown"), ("critical-alerts", "DatabaseDown"), ("database-alerts", "DatabaseDown"),
-        ("critical-alerts", "DiskSpaceLow"), ("critical-alerts", "HighErrorRate"),
-        ("warning-alerts", "DatabaseConnectionPoolHigh"), ("database-alerts", "DatabaseConnectionPoolHigh"),
-        ("info-alerts", "HighAuthenticationFailureRate"), ("security-alerts", "HighAuthenticationFailureRate"),
+        ("critical-alerts", "ServiceDown"),
+        ("critical-alerts", "DatabaseDown"),
+        ("database-alerts", "DatabaseDown"),
+        ("critical-alerts", "DiskSpaceLow"),
+        ("critical-alerts", "HighErrorRate"),
+        ("warning-alerts", "DatabaseConnectionPoolHigh"),
+        ("database-alerts", "DatabaseConnectionPoolHigh"),
+        ("info-alerts", "HighAuthenticationFailureRate"),
+        ("security-alerts", "HighAuthenticationFailureRate"),
     }
     deadline = time.monotonic() + 20
     while True:

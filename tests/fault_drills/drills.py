@@ -91,10 +91,10 @@ class DrillResult:
             return "never" if value is None else f"{value:6.1f} s"
 
         return [
-            f"{self.drill.alertname:<13} firing   {fmt(self.fire_delay)}  bound {self.fire_bound:5.1f} s"
-            f" (+{SLACK_SECONDS:.0f} s slack)  {self.drill.title}",
-            f"{self.drill.alertname:<13} resolved {fmt(self.resolve_delay)}  bound {self.resolve_bound:5.1f} s"
-            f" (+{SLACK_SECONDS:.0f} s slack)  {self.during_fault}".rstrip(),
+            f"{self.drill.alertname:<13} firing   {fmt(self.fire_delay)}  bound "
+            f"{self.fire_bound:5.1f} s (+{SLACK_SECONDS:.0f} s slack)  {self.drill.title}",
+            f"{self.drill.alertname:<13} resolved {fmt(self.resolve_delay)}  bound "
+            f"{self.resolve_bound:5.1f} s (+{SLACK_SECONDS:.0f} s slack)  {self.during_fault}".rstrip(),
         ]
 
 

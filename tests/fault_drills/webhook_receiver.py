@@ -42,7 +42,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server API)
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length") or 0)
                 try:
                     message = json.loads(self.rfile.read(length) or b"{}")

@@ -27,9 +27,12 @@ def port(name: str) -> int:
 
 
 def private_ip(host) -> str:
-    """The test host's private address (its ansible_host on the lab bridge)."""
-    variables = host.ansible.get_variables()
-    return str(variables.get("private_ip") or variables["ansible_host"])
+    """The test host's private address: its ansible_host on the lab bridge.
+
+    (Inventory variables reach tests untemplated; tests/molecule/group_vars/all/testhosts.yml sets
+    private_ip to "{{ ansible_host }}".)
+    """
+    return str(host.ansible.get_variables()["ansible_host"])
 
 
 def tcp_probe(address: str, port_number: int, timeout: float = 2.0) -> str:

@@ -10,9 +10,31 @@ from dataclasses import dataclass
 # Grouping/matching modifiers take a parenthesised label list that is not an expression.
 _LABEL_LIST_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right"}
 _AGGREGATIONS = {
-    "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "group",
+    "stddev",
+    "stdvar",
+    "count",
+    "count_values",
+    "bottomk",
+    "topk",
+    "quantile",
 }
-_KEYWORDS = _LABEL_LIST_KEYWORDS | {"bool", "and", "or", "unless", "offset", "atan2", "inf", "nan", "start", "end"}
+_KEYWORDS = _LABEL_LIST_KEYWORDS | {
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "atan2",
+    "inf",
+    "nan",
+    "start",
+    "end",
+}
 
 _TOKEN = re.compile(
     r"""
@@ -30,7 +52,9 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
-_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`)\s*,?')
+_MATCHER = re.compile(
+    r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*("(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`)\s*,?'
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +76,7 @@ def _tokens(expr: str) -> list[tuple[str, str, int, int]]:
     while pos < len(expr):
         match = _TOKEN.match(expr, pos)
         if not match:
-            raise ValueError(f"cannot lex PromQL at {expr[pos:pos + 20]!r} in {expr!r}")
+            raise ValueError(f"cannot lex PromQL at {expr[pos : pos + 20]!r} in {expr!r}")
         if match.lastgroup != "space":
             tokens.append((match.lastgroup, match.group(), match.start(), match.end()))
         pos = match.end()
@@ -91,7 +115,7 @@ def selectors(expr: str) -> list[Selector]:
         elif kind == "ident" and (
             following == "lparen"
             or text.lower() in _KEYWORDS
-            or text in _AGGREGATIONS and following_text in ("by", "without")
+            or (text in _AGGREGATIONS and following_text in ("by", "without"))
         ):
             pass  # a function or aggregation call, or an operator keyword
         elif kind in ("ident", "lbrace"):
@@ -102,7 +126,7 @@ def selectors(expr: str) -> list[Selector]:
                 end = start
                 while tokens[end][0] != "rbrace":
                     end += 1
-                matchers = _matchers(expr[tokens[start - 1][3]:tokens[end][2]])
+                matchers = _matchers(expr[tokens[start - 1][3] : tokens[end][2]])
                 i = end
             found.append(Selector(name, matchers))
         elif kind == "lbracket":

@@ -15,7 +15,9 @@ from ansible.errors import AnsibleFilterError
 
 from tests.monitoring.paths import REPO, RULES_FILE
 
-_spec = importlib.util.spec_from_file_location("adg_alert_rules_plugin", REPO / "plugins/filter/alert_rules.py")
+_spec = importlib.util.spec_from_file_location(
+    "adg_alert_rules_plugin", REPO / "plugins/filter/alert_rules.py"
+)
 plugin = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(plugin)
 adg_alert_rules = plugin.adg_alert_rules
@@ -114,7 +116,9 @@ def test_annotation_bases_make_links_absolute():
 
 
 def test_runbook_base_ending_in_the_runbook_directory_is_not_repeated():
-    result = adg_alert_rules(RULES_TEXT, annotations_base={"runbook_url": "https://wiki.example.com/ops/docs/runbooks"})
+    result = adg_alert_rules(
+        RULES_TEXT, annotations_base={"runbook_url": "https://wiki.example.com/ops/docs/runbooks"}
+    )
     assert _alerts(result)["ServiceDown"]["annotations"]["runbook_url"] == (
         "https://wiki.example.com/ops/docs/runbooks/ServiceDown.md"
     )
@@ -137,7 +141,11 @@ def test_unknown_annotation_name_is_an_error():
         ("http://g:3000/", "/d/uid", "http://g:3000/d/uid"),
         ("http://g/grafana", "/d/uid", "http://g/grafana/d/uid"),
         ("https://h/repo/blob/main", "docs/runbooks/A.md", "https://h/repo/blob/main/docs/runbooks/A.md"),
-        ("https://h/repo/blob/main/docs", "docs/runbooks/A.md", "https://h/repo/blob/main/docs/runbooks/A.md"),
+        (
+            "https://h/repo/blob/main/docs",
+            "docs/runbooks/A.md",
+            "https://h/repo/blob/main/docs/runbooks/A.md",
+        ),
         ("https://h/repo/docs/runbooks/", "docs/runbooks/A.md", "https://h/repo/docs/runbooks/A.md"),
         ("https://h/x", "https://elsewhere/A.md", "https://elsewhere/A.md"),
     ],
@@ -178,7 +186,16 @@ def test_works_as_an_ansible_filter(tmp_path):
         " | ansible.builtin.to_nice_yaml(sort_keys=false) }}"
     )
     run = subprocess.run(
-        [str(ansible), "localhost", "-c", "local", "-m", "ansible.builtin.copy", "-a", f"content={expr} dest={out}"],
+        [
+            str(ansible),
+            "localhost",
+            "-c",
+            "local",
+            "-m",
+            "ansible.builtin.copy",
+            "-a",
+            f"content={expr} dest={out}",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -187,3 +204,6 @@ def test_works_as_an_ansible_filter(tmp_path):
     rendered = yaml.safe_load(out.read_text())
     assert _alerts(rendered)["ServiceDown"]["for"] == "10s"
     assert {group["interval"] for group in rendered["groups"]} == {"5s"}
+    # Alertmanager's Go templates must come through Ansible's templating verbatim
+    assert rendered == adg_alert_rules(RULES_TEXT, for_overrides={"ServiceDown": "10s"}, interval="5s")
+    assert "{{ $labels.instance }}" in _alerts(rendered)["ServiceDown"]["annotations"]["description"]

@@ -48,14 +48,16 @@ def _job_names_in(op: str, value: str, where: str) -> set[str]:
     return set(value.split("|"))
 
 
-@pytest.mark.parametrize(("where", "expr"), list(content.all_expressions()))
+@pytest.mark.parametrize(("where", "expr"), [pytest.param(w, e, id=w) for w, e in content.all_expressions()])
 def test_job_names_exist_in_topology(where, expr):
     jobs = content.scrape_job_names()
     for selector in selectors(expr):
         job = selector.label("job")
         if job:
             used = _job_names_in(*job, where)
-            assert used <= jobs, f"{where}: job(s) {sorted(used - jobs)} not in adg_scrape_jobs {sorted(jobs)}"
+            assert used <= jobs, (
+                f"{where}: job(s) {sorted(used - jobs)} not in adg_scrape_jobs {sorted(jobs)}"
+            )
 
 
 def test_alertmanager_job_names_exist_in_topology():
@@ -66,7 +68,7 @@ def test_alertmanager_job_names_exist_in_topology():
         assert _job_names_in(op, value, "alertmanager.yml.j2") <= jobs
 
 
-@pytest.mark.parametrize(("where", "expr"), list(content.all_expressions()))
+@pytest.mark.parametrize(("where", "expr"), [pytest.param(w, e, id=w) for w, e in content.all_expressions()])
 def test_every_selector_is_scoped_to_a_job(where, expr):
     """Unscoped selectors were the reference's HighCPUUsage defect (every target matched)."""
     for selector in selectors(expr):
@@ -176,28 +178,56 @@ def _steps(*values):
 GUIDE_PANELS = {
     "autodealgenie-system-overview": {
         "Request Rate (req/s)": ("timeseries", "reqps", _steps(("green", None))),
-        "Error Rate (5xx)": ("gauge", "percentunit", _steps(("green", None), ("yellow", 0.01), ("red", 0.05))),
+        "Error Rate (5xx)": (
+            "gauge",
+            "percentunit",
+            _steps(("green", None), ("yellow", 0.01), ("red", 0.05)),
+        ),
         "API Latency Percentiles": ("timeseries", "s", _steps(("green", None), ("yellow", 1), ("red", 2))),
         "HTTP Status Codes": ("timeseries", "short", _steps(("green", None))),
-        "PostgreSQL Active Connections": ("gauge", "short", _steps(("green", None), ("yellow", 50), ("red", 80))),
-        "Redis Memory Usage": ("gauge", "percentunit", _steps(("green", None), ("yellow", 0.7), ("red", 0.9))),
+        "PostgreSQL Active Connections": (
+            "gauge",
+            "short",
+            _steps(("green", None), ("yellow", 50), ("red", 80)),
+        ),
+        "Redis Memory Usage": (
+            "gauge",
+            "percentunit",
+            _steps(("green", None), ("yellow", 0.7), ("red", 0.9)),
+        ),
         "Application Memory Usage": ("timeseries", "bytes", _steps(("green", None))),
     },
     "autodealgenie-business-metrics": {
         "Deals Created (per hour)": ("timeseries", "short", _steps(("green", None))),
         "User Signups (per hour)": ("timeseries", "short", _steps(("green", None))),
-        "Authentication Success Rate": ("gauge", "percentunit", _steps(("red", None), ("yellow", 0.8), ("green", 0.95))),
+        "Authentication Success Rate": (
+            "gauge",
+            "percentunit",
+            _steps(("red", None), ("yellow", 0.8), ("green", 0.95)),
+        ),
         "Total Deals (24h)": ("stat", "short", _steps(("green", None))),
         "Top API Endpoints by Usage": ("piechart", None, _steps(("green", None))),
         "Deals by Status (24h)": ("table", None, _steps(("green", None))),
     },
     "autodealgenie-database-performance": {
-        "PostgreSQL Connection Pool": ("timeseries", "short", _steps(("green", None), ("yellow", 50), ("red", 80))),
-        "Connection Pool Utilization": ("gauge", "percentunit", _steps(("green", None), ("yellow", 0.7), ("red", 0.8))),
+        "PostgreSQL Connection Pool": (
+            "timeseries",
+            "short",
+            _steps(("green", None), ("yellow", 50), ("red", 80)),
+        ),
+        "Connection Pool Utilization": (
+            "gauge",
+            "percentunit",
+            _steps(("green", None), ("yellow", 0.7), ("red", 0.8)),
+        ),
         "Database Transactions (per second)": ("timeseries", "short", _steps(("green", None))),
         "Database Operations (per second)": ("timeseries", "short", _steps(("green", None))),
         "Redis Memory Usage": ("timeseries", "bytes", _steps(("green", None))),
-        "Redis Cache Hit Rate": ("gauge", "percentunit", _steps(("red", None), ("yellow", 0.7), ("green", 0.8))),
+        "Redis Cache Hit Rate": (
+            "gauge",
+            "percentunit",
+            _steps(("red", None), ("yellow", 0.7), ("green", 0.8)),
+        ),
         "Redis Commands (per second)": ("timeseries", "ops", _steps(("green", None))),
         "Redis Connected Clients": ("timeseries", "short", _steps(("green", None))),
     },

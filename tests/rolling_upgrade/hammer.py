@@ -36,7 +36,9 @@ class HammerStats:
 
 
 class Hammer:
-    def __init__(self, hosts: list[str], port: int, paths: list[str], threads: int = 4, timeout: float = 15.0):
+    def __init__(
+        self, hosts: list[str], port: int, paths: list[str], threads: int = 4, timeout: float = 15.0
+    ):
         self.targets = [(h, p) for h in hosts for p in paths]
         self.port = port
         self.threads = threads

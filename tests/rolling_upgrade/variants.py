@@ -13,7 +13,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "app"
-IGNORE = shutil.ignore_patterns("build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "tests", "bench")
+IGNORE = shutil.ignore_patterns(
+    "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", "tests", "bench"
+)
 
 
 def app_version(source: Path = APP) -> str:
@@ -36,7 +38,8 @@ def make_variant(dest: Path, version: str, broken: bool = False) -> Path:
     shutil.copytree(APP, target, ignore=IGNORE)
     pyproject = target / "pyproject.toml"
     text = pyproject.read_text()
-    pyproject.write_text(re.sub(r'^version\s*=\s*"[^"]+"', f'version = "{version}"', text, count=1, flags=re.M))
+    text = re.sub(r'^version\s*=\s*"[^"]+"', f'version = "{version}"', text, count=1, flags=re.M)
+    pyproject.write_text(text)
     if broken:
         wsgi = target / "src" / "autodealgenie" / "wsgi.py"
         wsgi.write_text(

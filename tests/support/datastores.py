@@ -33,8 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "MongoInstance", "PgInstance", "RedisInstance", "free_port", "mongodb", "postgres", "redis_server",
-    "start_mongodb", "start_postgres", "start_redis",
+    "MongoInstance",
+    "PgInstance",
+    "RedisInstance",
+    "free_port",
+    "mongodb",
+    "postgres",
+    "redis_server",
+    "start_mongodb",
+    "start_postgres",
+    "start_redis",
 ]
 
 FALLBACK_USER = "adg-test"
@@ -101,6 +109,7 @@ class _Server:
 
 # --- PostgreSQL -------------------------------------------------------------------------------------
 
+
 @dataclass
 class PgInstance(_Server):
     user: str = "autodealgenie"
@@ -110,8 +119,10 @@ class PgInstance(_Server):
 
     @property
     def dsn(self) -> str:
-        return (f"host={self.host} port={self.port} dbname={self.dbname} user={self.user} "
-                f"password={self.password}")
+        return (
+            f"host={self.host} port={self.port} dbname={self.dbname} user={self.user} "
+            f"password={self.password}"
+        )
 
     @property
     def url(self) -> str:
@@ -138,8 +149,9 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     for name in ("postgres", FALLBACK_USER):
         with contextlib.suppress(KeyError):
             return pwd.getpwnam(name)
-    subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", FALLBACK_USER],
-                   check=True)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", FALLBACK_USER], check=True
+    )
     return pwd.getpwnam(FALLBACK_USER)
 
 
@@ -151,8 +163,9 @@ def _private_dir(prefix: str, owner: pwd.struct_passwd | None) -> Path:
     return directory
 
 
-def start_postgres(*, user: str = "autodealgenie", dbname: str = "autodealgenie",
-                   password: str | None = None) -> PgInstance:
+def start_postgres(
+    *, user: str = "autodealgenie", dbname: str = "autodealgenie", password: str | None = None
+) -> PgInstance:
     """initdb into a temporary directory and run postgres on a free 127.0.0.1 port.
 
     Creates role ``user`` (password auth, scram-sha-256) owning database ``dbname``. The superuser
@@ -166,9 +179,24 @@ def start_postgres(*, user: str = "autodealgenie", dbname: str = "autodealgenie"
     run_as = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
     try:
-        subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
-                        "--auth-local=trust", "--auth-host=scram-sha-256", "--no-instructions"],
-                       check=True, capture_output=True, env=env, **run_as)
+        subprocess.run(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(data),
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "--no-instructions",
+            ],
+            check=True,
+            capture_output=True,
+            env=env,
+            **run_as,
+        )
         for path in (sockets, log):
             path.mkdir() if path is sockets else path.touch()
             if owner:
@@ -176,30 +204,65 @@ def start_postgres(*, user: str = "autodealgenie", dbname: str = "autodealgenie"
         port = free_port()
         with open(log, "ab") as log_handle:
             process = subprocess.Popen(
-                [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(sockets),
-                 "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-                 "-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "ssl=off"],
-                stdout=log_handle, stderr=subprocess.STDOUT, env=env, start_new_session=True, **run_as,
+                [
+                    str(bindir / "postgres"),
+                    "-D",
+                    str(data),
+                    "-p",
+                    str(port),
+                    "-k",
+                    str(sockets),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=200",
+                    "-c",
+                    "ssl=off",
+                ],
+                stdout=log_handle,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+                **run_as,
             )
         _wait_for_port(port, process, "postgres", log)
         superuser_dsn = f"host={sockets} port={port} dbname=postgres user=postgres"
         _psql(bindir, superuser_dsn, f"CREATE ROLE \"{user}\" LOGIN PASSWORD '{password}'", env, run_as)
-        _psql(bindir, superuser_dsn, f"CREATE DATABASE \"{dbname}\" OWNER \"{user}\"", env, run_as)
+        _psql(bindir, superuser_dsn, f'CREATE DATABASE "{dbname}" OWNER "{user}"', env, run_as)
     except BaseException:
         if "process" in locals():
             process.kill()
             process.wait()
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    return PgInstance(process=process, directory=directory, host="127.0.0.1", port=port, user=user,
-                      password=password, dbname=dbname, superuser_dsn=superuser_dsn)
+    return PgInstance(
+        process=process,
+        directory=directory,
+        host="127.0.0.1",
+        port=port,
+        user=user,
+        password=password,
+        dbname=dbname,
+        superuser_dsn=superuser_dsn,
+    )
 
 
 def _psql(bindir: Path, dsn: str, sql: str, env: dict, run_as: dict) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while True:  # the port opens a moment before the server accepts connections
-        result = subprocess.run([str(bindir / "psql"), dsn, "-v", "ON_ERROR_STOP=1", "-qc", sql],
-                                capture_output=True, text=True, env=env, **run_as)
+        result = subprocess.run(
+            [str(bindir / "psql"), dsn, "-v", "ON_ERROR_STOP=1", "-qc", sql],
+            capture_output=True,
+            text=True,
+            env=env,
+            **run_as,
+        )
         if result.returncode == 0:
             return
         if "starting up" not in result.stderr or time.monotonic() > deadline:
@@ -217,6 +280,7 @@ def postgres(**kwargs):
 
 
 # --- Redis ------------------------------------------------------------------------------------------
+
 
 @dataclass
 class RedisInstance(_Server):
@@ -237,17 +301,38 @@ def start_redis(*, password: str | None = None) -> RedisInstance:
     directory = _private_dir("adg-redis-", None)
     port = free_port()
     log = directory / "redis.log"
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
-            "--appendonly", "no", "--daemonize", "no", "--logfile", str(log), "--protected-mode", "yes"]
+    args = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--dir",
+        str(directory),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--logfile",
+        str(log),
+        "--protected-mode",
+        "yes",
+    ]
     if password:
         args += ["--requirepass", password]
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+    )
     try:
         _wait_for_port(port, process, "redis-server", log)
     except BaseException:
         shutil.rmtree(directory, ignore_errors=True)
         raise
-    return RedisInstance(process=process, directory=directory, host="127.0.0.1", port=port, password=password or "")
+    return RedisInstance(
+        process=process, directory=directory, host="127.0.0.1", port=port, password=password or ""
+    )
 
 
 @contextlib.contextmanager
@@ -260,6 +345,7 @@ def redis_server(**kwargs):
 
 
 # --- MongoDB wire protocol (nx-27017) -----------------------------------------------------------------
+
 
 @dataclass
 class MongoInstance(_Server):
@@ -282,9 +368,23 @@ def start_mongodb() -> MongoInstance:
     port = free_port()
     log = directory / "nx-27017.log"
     process = subprocess.Popen(
-        [_nx_binary(), "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(directory / "data"),
-         "--log-file", str(log), "--pid-file", str(directory / "nx.pid")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True, cwd=directory,
+        [
+            _nx_binary(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(directory / "data"),
+            "--log-file",
+            str(log),
+            "--pid-file",
+            str(directory / "nx.pid"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        cwd=directory,
     )
     try:
         _wait_for_port(port, process, "nx-27017", log)

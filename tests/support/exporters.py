@@ -78,7 +78,7 @@ class Exporter:
         return f"127.0.0.1:{self.port}"
 
     def scrape(self, timeout: float = 10) -> str:
-        with urllib.request.urlopen(self.url, timeout=timeout) as response:
+        with urllib.request.urlopen(self.url, timeout=timeout) as response:  # noqa: S310 (loopback)
             return response.read().decode()
 
     def metric_names(self) -> set[str]:
@@ -105,8 +105,9 @@ class Exporter:
         self.stop()
 
 
-def _start(name: str, argv: list[str], port: int, workdir: Path, env: dict | None = None,
-           timeout: float = 30) -> Exporter:
+def _start(
+    name: str, argv: list[str], port: int, workdir: Path, env: dict | None = None, timeout: float = 30
+) -> Exporter:
     workdir.mkdir(parents=True, exist_ok=True)
     log_path = workdir / f"{name}.log"
     log = log_path.open("w")
@@ -125,7 +126,9 @@ def _start(name: str, argv: list[str], port: int, workdir: Path, env: dict | Non
         except OSError:
             if time.monotonic() > deadline:
                 exporter.stop()
-                raise ExporterError(f"{name} did not serve {exporter.url} within {timeout}s:\n{exporter.log()}") from None
+                raise ExporterError(
+                    f"{name} did not serve {exporter.url} within {timeout}s:\n{exporter.log()}"
+                ) from None
             time.sleep(0.2)
 
 
@@ -133,21 +136,28 @@ def start_node_exporter(workdir: Path) -> Exporter:
     """Debian's node_exporter. The systemd collector (on by Debian's default) needs a system bus,
     which a controller without systemd lacks, so it is turned off here."""
     port = _free_port()
-    argv = [_binary("prometheus-node-exporter", "prometheus-node-exporter"),
-            f"--web.listen-address=127.0.0.1:{port}", "--no-collector.systemd"]
+    argv = [
+        _binary("prometheus-node-exporter", "prometheus-node-exporter"),
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--no-collector.systemd",
+    ]
     return _start("node_exporter", argv, port, workdir)
 
 
 def start_postgres_exporter(dsn: str, workdir: Path, queries: Path = POSTGRES_EXPORTER_QUERIES) -> Exporter:
     """Debian's postgres_exporter with the project's custom queries; ``dsn`` is a libpq URL."""
     port = _free_port()
-    argv = [_binary("prometheus-postgres-exporter", "prometheus-postgres-exporter"),
-            f"--web.listen-address=127.0.0.1:{port}", f"--extend.query-path={queries}"]
+    argv = [
+        _binary("prometheus-postgres-exporter", "prometheus-postgres-exporter"),
+        f"--web.listen-address=127.0.0.1:{port}",
+        f"--extend.query-path={queries}",
+    ]
     return _start("postgres_exporter", argv, port, workdir, env={"DATA_SOURCE_NAME": dsn})
 
 
-def start_redis_exporter(address: str, workdir: Path, user: str | None = None,
-                         password: str | None = None) -> Exporter:
+def start_redis_exporter(
+    address: str, workdir: Path, user: str | None = None, password: str | None = None
+) -> Exporter:
     """Debian's redis_exporter; ``address`` like redis://127.0.0.1:6379."""
     port = _free_port()
     env = {"REDIS_ADDR": address}
@@ -155,8 +165,10 @@ def start_redis_exporter(address: str, workdir: Path, user: str | None = None,
         env["REDIS_USER"] = user
     if password:
         env["REDIS_PASSWORD"] = password
-    argv = [_binary("prometheus-redis-exporter", "prometheus-redis-exporter"),
-            f"-web.listen-address=127.0.0.1:{port}"]
+    argv = [
+        _binary("prometheus-redis-exporter", "prometheus-redis-exporter"),
+        f"-web.listen-address=127.0.0.1:{port}",
+    ]
     return _start("redis_exporter", argv, port, workdir, env=env)
 
 
@@ -165,6 +177,9 @@ def start_mongodb_exporter(uri: str, workdir: Path, python: str = sys.executable
     if not MONGODB_EXPORTER_SCRIPT.exists():
         raise ExporterError(f"{MONGODB_EXPORTER_SCRIPT} is missing")
     port = _free_port()
-    env = {"MONGODB_URI": uri, "MONGODB_EXPORTER_LISTEN_ADDRESS": f"127.0.0.1:{port}",
-           "MONGODB_EXPORTER_TIMEOUT_SECONDS": "2"}
+    env = {
+        "MONGODB_URI": uri,
+        "MONGODB_EXPORTER_LISTEN_ADDRESS": f"127.0.0.1:{port}",
+        "MONGODB_EXPORTER_TIMEOUT_SECONDS": "2",
+    }
     return _start("mongodb_exporter", [python, str(MONGODB_EXPORTER_SCRIPT)], port, workdir, env=env)

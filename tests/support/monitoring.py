@@ -15,7 +15,7 @@ Small API (all classes are context managers; ``stop()`` is idempotent)::
 * ``Prometheus(workdir, scrape_configs, rule_files, alertmanagers, evaluation_interval, scrape_interval)``:
   writes prometheus.yml (JSON is valid YAML, so no PyYAML is needed) and rule files into ``workdir``,
   runs ``prometheus`` with the lifecycle API enabled, waits for ``/-/ready``.
-* ``Alertmanager(workdir, config)``: runs ``prometheus-alertmanager`` (clustering off), waits for ``/-/ready``.
+* ``Alertmanager(workdir, config)``: runs ``prometheus-alertmanager`` (no clustering), waits for ``/-/ready``.
 * ``GrafanaDouble(workdir, admin_password=..., token=..., provisioning=...)``: runs
   tests/grafana_double/server.py (a TEST DOUBLE, not Grafana).
 * ``WebhookSink()``: in-process HTTP server; POST (any path) records an Alertmanager webhook payload,
@@ -30,8 +30,10 @@ Run ``python3 tests/support/monitoring.py sink --listen 127.0.0.1:9199`` for a s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -101,8 +103,9 @@ class _Process:
     def start(self, timeout=30.0):
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed in stop()
         self._log = log
-        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+        )
         self.wait_ready(timeout)
         return self
 
@@ -151,24 +154,43 @@ class Prometheus(_Process):
 
     name = "prometheus"
 
-    def __init__(self, workdir, scrape_configs=(), rule_files=None, alertmanagers=(), scrape_interval="1s",
-                 evaluation_interval="1s", extra_args=()):
+    def __init__(
+        self,
+        workdir,
+        scrape_configs=(),
+        rule_files=None,
+        alertmanagers=(),
+        scrape_interval="1s",
+        evaluation_interval="1s",
+        extra_args=(),
+    ):
         super().__init__(workdir)
         self.binary = _binary("ADG_PROMETHEUS_BIN", "prometheus")
         self.extra_args = list(extra_args)
         self.config_path = self.workdir / "prometheus.yml"
-        self.write_config(scrape_configs, rule_files or {}, alertmanagers, scrape_interval, evaluation_interval)
+        self.write_config(
+            scrape_configs, rule_files or {}, alertmanagers, scrape_interval, evaluation_interval
+        )
 
-    def write_config(self, scrape_configs=(), rule_files=None, alertmanagers=(), scrape_interval="1s",
-                     evaluation_interval="1s"):
+    def write_config(
+        self,
+        scrape_configs=(),
+        rule_files=None,
+        alertmanagers=(),
+        scrape_interval="1s",
+        evaluation_interval="1s",
+    ):
         """(Re)write prometheus.yml and the rule files ({file name: rules dict}); call reload() after."""
         names = []
         for file_name, content in (rule_files or {}).items():
             (self.workdir / file_name).write_text(json.dumps(content, indent=1))
             names.append(str(self.workdir / file_name))
         config = {
-            "global": {"scrape_interval": scrape_interval, "evaluation_interval": evaluation_interval,
-                       "scrape_timeout": scrape_interval},
+            "global": {
+                "scrape_interval": scrape_interval,
+                "evaluation_interval": evaluation_interval,
+                "scrape_timeout": scrape_interval,
+            },
             "rule_files": names,
             "scrape_configs": list(scrape_configs),
         }
@@ -177,9 +199,15 @@ class Prometheus(_Process):
         self.config_path.write_text(json.dumps(config, indent=1))
 
     def command(self):
-        return [self.binary, f"--config.file={self.config_path}", f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address={self.address}", "--web.enable-lifecycle", "--log.level=warn",
-                *self.extra_args]
+        return [
+            self.binary,
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address={self.address}",
+            "--web.enable-lifecycle",
+            "--log.level=warn",
+            *self.extra_args,
+        ]
 
     def reload(self):
         request = urllib.request.Request(self.url + "/-/reload", method="POST")  # noqa: S310
@@ -203,8 +231,14 @@ class Alertmanager(_Process):
         self.config_path.write_text(json.dumps(config, indent=1))
 
     def command(self):
-        return [self.binary, f"--config.file={self.config_path}", f"--storage.path={self.workdir / 'data'}",
-                f"--web.listen-address={self.address}", "--cluster.listen-address=", "--log.level=warn"]
+        return [
+            self.binary,
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.workdir / 'data'}",
+            f"--web.listen-address={self.address}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ]
 
 
 class GrafanaDouble(_Process):
@@ -213,16 +247,30 @@ class GrafanaDouble(_Process):
     name = "grafana-double"
     ready_path = "/api/health"
 
-    def __init__(self, workdir, admin_user="admin", admin_password="admin-test-password", token=None,
-                 provisioning=None, state_file=True):
+    def __init__(
+        self,
+        workdir,
+        admin_user="admin",
+        admin_password="admin-test-password",
+        token=None,
+        provisioning=None,
+        state_file=True,
+    ):
         super().__init__(workdir)
         self.admin_user = admin_user
-        self.admin_password = admin_password
+        self.admin_password = admin_password or secrets.token_urlsafe(16)
         self.token = token
         password_file = self.workdir / "admin_password"
-        password_file.write_text(admin_password)
+        password_file.write_text(self.admin_password)
         password_file.chmod(0o600)
-        self.args = ["--listen", self.address, "--admin-user", admin_user, "--admin-password-file", str(password_file)]
+        self.args = [
+            "--listen",
+            self.address,
+            "--admin-user",
+            admin_user,
+            "--admin-password-file",
+            str(password_file),
+        ]
         if state_file:
             self.args += ["--state-file", str(self.workdir / "state.json")]
         if token:
@@ -255,7 +303,9 @@ class WebhookSink:
                 except ValueError:
                     payload = {"raw": raw.decode(errors="replace")}
                 with sink._lock:
-                    sink.notifications.append({"path": self.path, "received_at": time.time(), "payload": payload})
+                    sink.notifications.append(
+                        {"path": self.path, "received_at": time.time(), "payload": payload}
+                    )
                 self._reply(200, b"{}")
 
             def do_GET(self):
@@ -298,7 +348,9 @@ class WebhookSink:
             if receiver and payload.get("receiver") != receiver:
                 continue
             alerts = payload.get("alerts") or []
-            if labels and not any(all(a.get("labels", {}).get(k) == v for k, v in labels.items()) for a in alerts):
+            if labels and not any(
+                all(a.get("labels", {}).get(k) == v for k, v in labels.items()) for a in alerts
+            ):
                 continue
             result.append(payload)
         return result
@@ -325,10 +377,8 @@ def _serve_sink(listen):
     sys.stderr.write(f"webhook sink (test tool) listening on {sink.url}\n")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
-    except KeyboardInterrupt:
-        pass
     sink.stop()
 
 

@@ -405,7 +405,7 @@ def apt_conf_is_portable(text: str) -> bool:
     """Whether an apt.conf snippet is a network/setting snippet safe to copy into test hosts.
 
     Skips hooks (Post-Invoke: they call controller tools) and cache tweaks (Docker's docker-clean
-    deletes the shared /var/cache/apt/archives the hosts bind-mount).
+    would delete the .debs that seed the shared archive cache).
     """
     if not re.search(r"^\s*Acquire", text, re.MULTILINE | re.IGNORECASE):
         return False
@@ -661,7 +661,7 @@ def gather_image_inputs(suite: str, mirror_override: str | None) -> ImageInputs:
     for path in pip_conf_files():
         files[str(path).lstrip("/")] = path.read_bytes()
     files["etc/resolv.conf"] = resolv_conf_text().encode()
-    # Keep .debs in the (shared, bind-mounted) archive cache; the `apt` binary deletes them by default.
+    # Keep .debs for the shared archive cache (harvested on destroy); `apt` deletes them by default.
     files["etc/apt/apt.conf.d/10adg-keep-archives"] = (
         b'APT::Keep-Downloaded-Packages "true";\nBinary::apt::APT::Keep-Downloaded-Packages "true";\n'
     )
@@ -972,7 +972,7 @@ def prepare_machine(state: State, spec: LabSpec, host: HostSpec, image: Path) ->
     tmp.rename(target)
 
 
-def boot_machine(state: State, spec: LabSpec, host: HostSpec, apt_cache: bool) -> int:
+def boot_machine(state: State, spec: LabSpec, host: HostSpec) -> int:
     clean_machine_leftovers(state, spec.lab, host.name)
     log_path = state.log_file(spec.lab, host.name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -990,9 +990,6 @@ def boot_machine(state: State, spec: LabSpec, host: HostSpec, apt_cache: bool) -
         "--console=read-only",
         "--resolv-conf=off",  # keep the resolv.conf copied from the controller
     ]
-    if apt_cache:
-        state.apt_archives.mkdir(parents=True, exist_ok=True)
-        cmd.append(f"--bind={state.apt_archives}:/var/cache/apt/archives")
     with log_path.open("ab") as out:
         out.write(f"\n=== {time.strftime('%F %T')} {' '.join(cmd)}\n".encode())
         out.flush()
@@ -1002,6 +999,40 @@ def boot_machine(state: State, spec: LabSpec, host: HostSpec, apt_cache: bool) -
         )
     state.pid_file(spec.lab, host.name).write_text(f"{proc.pid}\n")
     return proc.pid
+
+
+# The shared apt archive cache. Bind-mounting one directory as every host's
+# /var/cache/apt/archives does not work: apt holds archives/lock for a whole install, and the
+# lock is shared through the bind mount, so concurrent installs on different hosts (and labs)
+# fail with "Could not get lock /var/cache/apt/archives/lock". Instead each new host starts with
+# hard links to the cached .debs (instant, no extra disk) and destroy hard-links new ones back.
+def _debs(directory: Path) -> list[Path]:
+    return sorted(directory.glob("*.deb")) if directory.is_dir() else []
+
+
+def _link_or_copy(source: Path, target: Path) -> bool:
+    if target.exists():
+        return False
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        return False
+    except OSError:
+        shutil.copy2(source, target)
+    return True
+
+
+def seed_apt_archives(state: State, machine_dir: Path) -> int:
+    archives = machine_dir / "var/cache/apt/archives"
+    archives.mkdir(parents=True, exist_ok=True)
+    return sum(_link_or_copy(deb, archives / deb.name) for deb in _debs(state.apt_archives))
+
+
+def harvest_apt_archives(state: State, machine_dir: Path) -> int:
+    debs = _debs(machine_dir / "var/cache/apt/archives")
+    if debs:
+        state.apt_archives.mkdir(parents=True, exist_ok=True)
+    return sum(_link_or_copy(deb, state.apt_archives / deb.name) for deb in debs)
 
 
 def ssh_command(state: State, address: str, *remote: str) -> list[str]:
@@ -1196,7 +1227,9 @@ def cmd_create(args: argparse.Namespace, state: State) -> int:
                 continue
             if not state.machine_dir(spec.lab, host.name).exists():
                 prepare_machine(state, spec, host, image)
-            boot_machine(state, spec, host, not args.no_apt_cache)
+                if not args.no_apt_cache:
+                    seed_apt_archives(state, state.machine_dir(spec.lab, host.name))
+            boot_machine(state, spec, host)
             booting.append(host)
         created = time.monotonic() - started
         if booting:
@@ -1232,6 +1265,7 @@ def destroy_lab(state: State, lab: str) -> None:
             time.sleep(0.5)
         for host in sorted(hosts):
             clean_machine_leftovers(state, lab, host)
+            harvest_apt_archives(state, state.machine_dir(lab, host))
         if state.lab_dir(lab).exists():
             unmount_under(state.lab_dir(lab))
             shutil.rmtree(state.lab_dir(lab))
@@ -1366,7 +1400,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--no-apt-cache",
         action="store_true",
-        help="do not bind-mount the shared apt archive cache into hosts",
+        help="do not seed new hosts from the shared apt archive cache",
     )
     create.add_argument(
         "--boot-timeout", type=float, default=BOOT_TIMEOUT, help="seconds (default %(default)s)"

@@ -33,5 +33,5 @@ class JsonAccessLogger(Logger):
         }
         try:
             self.access_log.info(json.dumps(record))
-        except Exception:  # noqa: BLE001 - logging must never break a response
+        except Exception:
             self.exception("access log failed")

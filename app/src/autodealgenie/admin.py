@@ -27,20 +27,28 @@ def ensure_admin(config: Config, *, email: str, username: str, full_name: str | 
     conn = psycopg2.connect(**connect_params(config))
     try:
         with conn, conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
-            cur.execute("SELECT id, hashed_password, is_superuser, is_active FROM users WHERE lower(email) = %s "
-                        "FOR UPDATE", (email,))
+            cur.execute(
+                "SELECT id, hashed_password, is_superuser, is_active FROM users WHERE lower(email) = %s "
+                "FOR UPDATE",
+                (email,),
+            )
             user = cur.fetchone()
             if user is None:
-                cur.execute("INSERT INTO users (email, username, full_name, hashed_password, is_superuser) "
-                            "VALUES (%s, %s, %s, %s, true) RETURNING id",
-                            (email, username, full_name, passwords.hash(password)))
+                cur.execute(
+                    "INSERT INTO users (email, username, full_name, hashed_password, is_superuser) "
+                    "VALUES (%s, %s, %s, %s, true) RETURNING id",
+                    (email, username, full_name, passwords.hash(password)),
+                )
                 return {"changed": True, "action": "created", "user_id": cur.fetchone()["id"]}
             password_ok = passwords.verify(user["hashed_password"], password)
             if password_ok and user["is_superuser"] and user["is_active"]:
                 return {"changed": False, "action": "unchanged", "user_id": user["id"]}
             hashed = user["hashed_password"] if password_ok else passwords.hash(password)
-            cur.execute("UPDATE users SET is_superuser = true, is_active = true, hashed_password = %s, "
-                        "updated_at = now() WHERE id = %s", (hashed, user["id"]))
+            cur.execute(
+                "UPDATE users SET is_superuser = true, is_active = true, hashed_password = %s, "
+                "updated_at = now() WHERE id = %s",
+                (hashed, user["id"]),
+            )
             return {"changed": True, "action": "updated", "user_id": user["id"]}
     except psycopg2.errors.UniqueViolation:
         raise ValueError(f"username {username!r} belongs to another account") from None

@@ -47,27 +47,45 @@ class BuiltinAdvisor:
         if prompt_type == "chat":
             text = self._chat(context.get("message", ""), fair, offer, recommended)
         elif offer <= fair:
-            text = (f"The dealer's offer of {_money(offer)} is at or below our fair-value estimate of "
-                    f"{_money(fair)}. Accepting is reasonable; a final counter at {_money(recommended)} is optional.")
+            text = (
+                f"The dealer's offer of {_money(offer)} is at or below our fair-value estimate of "
+                f"{_money(fair)}. Accepting is reasonable; a final counter at {_money(recommended)} "
+                "is optional."
+            )
         else:
-            text = (f"The dealer is at {_money(offer)}, {_money(offer - fair)} above fair value ({_money(fair)}). "
-                    f"Counter at {_money(recommended)} (round {context['round']} of {context['max_rounds']}).")
-        return Advice(content=text, model=BUILTIN_MODEL, llm_used=False,
-                      metadata={"recommended_offer": recommended, "fair_value": fair})
+            text = (
+                f"The dealer is at {_money(offer)}, {_money(offer - fair)} above fair value "
+                f"({_money(fair)}). Counter at {_money(recommended)} "
+                f"(round {context['round']} of {context['max_rounds']})."
+            )
+        return Advice(
+            content=text,
+            model=BUILTIN_MODEL,
+            llm_used=False,
+            metadata={"recommended_offer": recommended, "fair_value": fair},
+        )
 
     @staticmethod
     def _chat(message: str, fair: float, offer: float, recommended: float) -> str:
         lowered = message.lower()
         if any(word in lowered for word in ("financ", "loan", "apr", "interest")):
-            return ("Get pre-approved by your bank or credit union before talking financing, and negotiate the "
-                    "vehicle price first, separately from any monthly payment.")
+            return (
+                "Get pre-approved by your bank or credit union before talking financing, and negotiate the "
+                "vehicle price first, separately from any monthly payment."
+            )
         if any(word in lowered for word in ("trade", "trade-in")):
-            return "Negotiate the purchase price first and bring up the trade-in only once the price is agreed."
+            return (
+                "Negotiate the purchase price first and bring up the trade-in only once the price is agreed."
+            )
         if any(word in lowered for word in ("price", "offer", "counter", "deal", "much")):
-            return (f"The dealer is at {_money(offer)}; fair value is about {_money(fair)}. "
-                    f"A counter of {_money(recommended)} is well supported.")
-        return (f"Current dealer offer: {_money(offer)}. Fair value: {_money(fair)}. Ask about the price, "
-                "financing or trade-in for specific advice.")
+            return (
+                f"The dealer is at {_money(offer)}; fair value is about {_money(fair)}. "
+                f"A counter of {_money(recommended)} is well supported."
+            )
+        return (
+            f"Current dealer offer: {_money(offer)}. Fair value: {_money(fair)}. Ask about the price, "
+            "financing or trade-in for specific advice."
+        )
 
 
 class OpenAICompatibleAdvisor:
@@ -83,8 +101,11 @@ class OpenAICompatibleAdvisor:
     def advise(self, prompt_type: str, context: dict) -> Advice:
         model = self.config.llm_model
         messages = [
-            {"role": "system", "content": "You are a car-buying negotiation assistant. Answer in at most three "
-                                          "sentences with a concrete price recommendation."},
+            {
+                "role": "system",
+                "content": "You are a car-buying negotiation assistant. Answer in at most three "
+                "sentences with a concrete price recommendation.",
+            },
             {"role": "user", "content": json.dumps({"task": prompt_type, **context}, default=str)},
         ]
         metrics.llm_requests.labels(model, prompt_type).inc()
@@ -101,7 +122,14 @@ class OpenAICompatibleAdvisor:
             body = response.json()
             content = body["choices"][0]["message"]["content"].strip()
             usage = body.get("usage") or {}
-        except (requests.RequestException, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        except (
+            requests.RequestException,
+            ValueError,
+            KeyError,
+            IndexError,
+            TypeError,
+            AttributeError,
+        ) as exc:
             error_type = _error_type(exc)
             metrics.external_api_errors.labels(API_NAME, error_type).inc()
             metrics.llm_errors.labels(model, error_type).inc()
@@ -118,9 +146,14 @@ class OpenAICompatibleAdvisor:
         completion_tokens = int(usage.get("completion_tokens") or 0)
         metrics.llm_tokens_used.labels(model, "prompt").inc(prompt_tokens)
         metrics.llm_tokens_used.labels(model, "completion").inc(completion_tokens)
-        return Advice(content=content, model=body.get("model") or model, llm_used=True,
-                      prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                      temperature=self.config.llm_temperature)
+        return Advice(
+            content=content,
+            model=body.get("model") or model,
+            llm_used=True,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            temperature=self.config.llm_temperature,
+        )
 
 
 def _error_type(exc: Exception) -> str:

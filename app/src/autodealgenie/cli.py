@@ -45,9 +45,21 @@ def migrate():
 
 
 @main.command()
-@click.option("--vehicles", default=2000, show_default=True, type=click.IntRange(1, 100_000),
-              help="Number of sample vehicles.")
-@click.option("--seed", "seed_value", default=42, show_default=True, type=int, help="Random seed (same seed, same data).")
+@click.option(
+    "--vehicles",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Number of sample vehicles.",
+)
+@click.option(
+    "--seed",
+    "seed_value",
+    default=42,
+    show_default=True,
+    type=int,
+    help="Random seed (same seed, same data).",
+)
 def seed(vehicles: int, seed_value: int):
     """Insert the deterministic sample vehicle inventory (idempotent)."""
     from .seed import seed_vehicles
@@ -62,7 +74,9 @@ def seed(vehicles: int, seed_value: int):
 @click.option("--email", required=True)
 @click.option("--username", required=True)
 @click.option("--full-name", default=None)
-@click.option("--password-stdin", is_flag=True, help="Read the password from stdin instead of ADMIN_PASSWORD.")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from stdin instead of ADMIN_PASSWORD."
+)
 def create_admin(email: str, username: str, full_name: str | None, password_stdin: bool):
     """Create a superuser, or promote the user with this email and update its password (idempotent)."""
     from .admin import ensure_admin
@@ -81,5 +95,10 @@ def check_config():
     """Validate the environment; prints the non-secret settings."""
     config = _config()
     secret = ("password", "secret", "key", "mongodb_url")  # the URL may carry credentials
-    _emit({"changed": False, "valid": True,
-           "settings": {k: v for k, v in config.__dict__.items() if not any(s in k for s in secret)}})
+    _emit(
+        {
+            "changed": False,
+            "valid": True,
+            "settings": {k: v for k, v in config.__dict__.items() if not any(s in k for s in secret)},
+        }
+    )

@@ -39,8 +39,8 @@ class Config:
     jwt_access_token_minutes: int = 30
     jwt_refresh_token_days: int = 7
     cookie_secure: bool = False
-    password_hash_time_cost: int = 3
-    password_hash_memory_kib: int = 65536
+    password_hash_time_cost: int = 2
+    password_hash_memory_kib: int = 19456
     log_level: str = "INFO"
     trusted_proxy_count: int = 0
 
@@ -142,16 +142,26 @@ class Config:
             for name in ("secret_key", "jwt_secret_key"):
                 value = getattr(self, name)
                 if value == DEV_SECRET or len(value) < 32:
-                    found.append(f"{name.upper()} must be set to at least 32 characters in {self.environment}")
+                    found.append(
+                        f"{name.upper()} must be set to at least 32 characters in {self.environment}"
+                    )
         if self.negotiation_advisor not in ADVISORS:
             found.append(f"NEGOTIATION_ADVISOR must be one of {', '.join(ADVISORS)}")
         if self.negotiation_advisor == "openai" and not self.llm_api_base_url:
             found.append("NEGOTIATION_ADVISOR=openai needs LLM_API_BASE_URL")
         if not 1 <= self.postgres_pool_min <= self.postgres_pool_max:
             found.append("need 1 <= POSTGRES_POOL_MIN <= POSTGRES_POOL_MAX")
-        for name in ("search_rate_limit", "search_rate_window", "login_rate_window", "car_search_cache_ttl",
-                     "deal_eval_cache_ttl", "login_max_failures_per_account",
-                     "login_max_attempts_per_address", "jwt_access_token_minutes", "jwt_refresh_token_days"):
+        for name in (
+            "search_rate_limit",
+            "search_rate_window",
+            "login_rate_window",
+            "car_search_cache_ttl",
+            "deal_eval_cache_ttl",
+            "login_max_failures_per_account",
+            "login_max_attempts_per_address",
+            "jwt_access_token_minutes",
+            "jwt_refresh_token_days",
+        ):
             if getattr(self, name) <= 0:
                 found.append(f"{name.upper()} must be positive")
         for name in ("redis_timeout", "health_check_timeout", "llm_timeout", "mongodb_timeout_ms"):

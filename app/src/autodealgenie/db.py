@@ -43,7 +43,8 @@ class Database:
             with self._lock:
                 if self._pool is None:
                     self._pool = psycopg2.pool.ThreadedConnectionPool(
-                        self._config.postgres_pool_min, self._config.postgres_pool_max,
+                        self._config.postgres_pool_min,
+                        self._config.postgres_pool_max,
                         **connect_params(self._config),
                     )
         return self._pool

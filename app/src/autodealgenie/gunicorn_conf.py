@@ -27,10 +27,12 @@ def _metrics_enabled() -> bool:
 def _multiproc_dir() -> Path | None:
     if not _metrics_enabled():
         return None
-    raw = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+    raw = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if not raw:
-        sys.exit("autodealgenie: PROMETHEUS_MULTIPROC_DIR must be set before gunicorn starts "
-                 "(or METRICS_ENABLED=false); counts across workers would be wrong without it")
+        sys.exit(
+            "autodealgenie: PROMETHEUS_MULTIPROC_DIR must be set before gunicorn starts "
+            "(or METRICS_ENABLED=false); counts across workers would be wrong without it"
+        )
     path = Path(raw)
     if not path.is_dir() or not os.access(path, os.W_OK):
         sys.exit(f"autodealgenie: PROMETHEUS_MULTIPROC_DIR={raw} is not a writable directory")

@@ -110,11 +110,10 @@ def init_metrics(app: Flask, config: Config) -> None:
         return
     metrics.app_info.labels(version=config.app_version, environment=config.environment).set(1)
     exporter_class = GunicornExporter if metrics.multiprocess_dir() else SingleProcessExporter
-    exporter_class(
-        app, path=METRICS_PATH, export_defaults=False, metrics_decorator=_restrict_metrics(config)
-    )
+    exporter_class(app, path=METRICS_PATH, export_defaults=False, metrics_decorator=_restrict_metrics(config))
     untracked_rules = {METRICS_PATH} | {
-        rule.rule for rule in app.url_map.iter_rules()
+        rule.rule
+        for rule in app.url_map.iter_rules()
         if getattr(app.view_functions.get(rule.endpoint), "untracked", False)
     }
     _install_http_hooks(app, untracked_rules)

@@ -19,26 +19,33 @@ UNMATCHED_HANDLER = "unmatched"
 
 # --- HTTP (guide: "HTTP Metrics (Auto-instrumented)") -------------------------------------------------
 http_requests = Counter(
-    "http_requests_total", "Total HTTP requests by method, grouped status (2xx..5xx) and route template",
+    "http_requests_total",
+    "Total HTTP requests by method, grouped status (2xx..5xx) and route template",
     ["method", "status", "handler"],
 )
 http_request_duration = Histogram(
-    "http_request_duration_seconds", "HTTP request latency in seconds",
-    ["method", "handler"], buckets=HTTP_LATENCY_BUCKETS,
+    "http_request_duration_seconds",
+    "HTTP request latency in seconds",
+    ["method", "handler"],
+    buckets=HTTP_LATENCY_BUCKETS,
 )
 http_request_size = Summary("http_request_size_bytes", "HTTP request body size in bytes", ["handler"])
 http_response_size = Summary("http_response_size_bytes", "HTTP response body size in bytes", ["handler"])
 # livesum: a dead worker's in-flight requests are gone, so its value must drop out of the sum.
 requests_inprogress = Gauge(
-    "autodealgenie_requests_inprogress", "HTTP requests currently being processed",
-    ["method", "handler"], multiprocess_mode="livesum",
+    "autodealgenie_requests_inprogress",
+    "HTTP requests currently being processed",
+    ["method", "handler"],
+    multiprocess_mode="livesum",
 )
 
 # --- application (catalogue, monitoring-content.md §3.1) -------------------------------------------------
 # max: the same constant 1 in every worker; max collapses the per-worker files into one series.
 app_info = Gauge(
-    "autodealgenie_app_info", "Application version and environment (constant 1)",
-    ["version", "environment"], multiprocess_mode="max",
+    "autodealgenie_app_info",
+    "Application version and environment (constant 1)",
+    ["version", "environment"],
+    multiprocess_mode="max",
 )
 deals_created = Counter("autodealgenie_deals_created_total", "Deals created", ["status"])
 user_signups = Counter("autodealgenie_user_signups_total", "User registrations")
@@ -46,7 +53,8 @@ auth_success = Counter("autodealgenie_auth_success_total", "Successful logins")
 auth_failures = Counter("autodealgenie_auth_failures_total", "Failed login attempts")
 vehicle_searches = Counter("autodealgenie_vehicle_searches_total", "Vehicle searches", ["search_type"])
 vehicle_search_duration = Histogram(
-    "autodealgenie_vehicle_search_duration_seconds", "Vehicle search processing time",
+    "autodealgenie_vehicle_search_duration_seconds",
+    "Vehicle search processing time",
     buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 negotiation_sessions = Counter("autodealgenie_negotiation_sessions_total", "Negotiation sessions started")
@@ -54,46 +62,61 @@ negotiation_messages = Counter(
     "autodealgenie_negotiation_messages_total", "Negotiation messages stored", ["role"]
 )
 negotiation_duration = Histogram(
-    "autodealgenie_negotiation_duration_seconds", "Negotiation session duration from start to end",
+    "autodealgenie_negotiation_duration_seconds",
+    "Negotiation session duration from start to end",
     buckets=(10, 30, 60, 120, 300, 600),
 )
 db_query_duration = Histogram(
-    "autodealgenie_db_query_duration_seconds", "PostgreSQL query duration",
-    ["operation", "table"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+    "autodealgenie_db_query_duration_seconds",
+    "PostgreSQL query duration",
+    ["operation", "table"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
 db_queries = Counter("autodealgenie_db_queries_total", "PostgreSQL queries", ["operation", "table"])
-db_query_errors = Counter("autodealgenie_db_query_errors_total", "Failed PostgreSQL queries", ["operation", "table"])
+db_query_errors = Counter(
+    "autodealgenie_db_query_errors_total", "Failed PostgreSQL queries", ["operation", "table"]
+)
 cache_hits = Counter("autodealgenie_cache_hits_total", "Cache hits", ["cache_name"])
 cache_misses = Counter("autodealgenie_cache_misses_total", "Cache misses", ["cache_name"])
 cache_operation_duration = Histogram(
-    "autodealgenie_cache_operation_duration_seconds", "Redis cache operation duration",
-    ["operation", "cache_name"], buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1),
+    "autodealgenie_cache_operation_duration_seconds",
+    "Redis cache operation duration",
+    ["operation", "cache_name"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1),
 )
 external_api_requests = Counter(
     "autodealgenie_external_api_requests_total", "Outgoing API calls", ["api_name", "status"]
 )
 external_api_duration = Histogram(
-    "autodealgenie_external_api_duration_seconds", "Outgoing API call duration",
-    ["api_name"], buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    "autodealgenie_external_api_duration_seconds",
+    "Outgoing API call duration",
+    ["api_name"],
+    buckets=(0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 external_api_errors = Counter(
     "autodealgenie_external_api_errors_total", "Failed outgoing API calls", ["api_name", "error_type"]
 )
-llm_requests = Counter("autodealgenie_llm_requests_total", "LLM completions requested", ["model", "prompt_type"])
+llm_requests = Counter(
+    "autodealgenie_llm_requests_total", "LLM completions requested", ["model", "prompt_type"]
+)
 llm_tokens_used = Counter("autodealgenie_llm_tokens_used_total", "LLM tokens used", ["model", "token_type"])
 llm_request_duration = Histogram(
-    "autodealgenie_llm_request_duration_seconds", "LLM request duration",
-    ["model"], buckets=(0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    "autodealgenie_llm_request_duration_seconds",
+    "LLM request duration",
+    ["model"],
+    buckets=(0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
 )
 llm_errors = Counter("autodealgenie_llm_errors_total", "Failed LLM requests", ["model", "error_type"])
 # mostrecent: both values are read from the shared stores (Redis / PostgreSQL) by whichever worker
 # touched them last, so the newest reading is the truth; summing workers would multiply it.
 active_users = Gauge(
-    "autodealgenie_active_users", "Users who logged in or refreshed a token within the access-token lifetime",
+    "autodealgenie_active_users",
+    "Users who logged in or refreshed a token within the access-token lifetime",
     multiprocess_mode="mostrecent",
 )
 active_negotiation_sessions = Gauge(
-    "autodealgenie_active_negotiation_sessions", "Negotiation sessions in status active",
+    "autodealgenie_active_negotiation_sessions",
+    "Negotiation sessions in status active",
     multiprocess_mode="mostrecent",
 )
 # livesum: searches in flight per worker; a dead worker's searches are gone.
@@ -124,4 +147,4 @@ class timed:
 
 
 def multiprocess_dir() -> str | None:
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or os.environ.get("prometheus_multiproc_dir")
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")

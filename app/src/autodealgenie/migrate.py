@@ -75,8 +75,8 @@ def migrate(config: Config, migrations: list[Migration] | None = None) -> dict:
                     if migration.version in applied:
                         if applied[migration.version] != migration.checksum:
                             raise MigrationError(
-                                f"migration {migration.version:04d}_{migration.name} was changed after it was "
-                                "applied; add a new migration instead"
+                                f"migration {migration.version:04d}_{migration.name} was changed after it "
+                                "was applied; add a new migration instead"
                             )
                         continue
                     conn.autocommit = False

@@ -34,7 +34,7 @@ def read_stat(pid: int) -> dict | None:
     except OSError:
         return None
     # The command name may contain spaces and parentheses; fields start after the last ')'.
-    parts = raw[raw.rindex(")") + 2:].split()
+    parts = raw[raw.rindex(")") + 2 :].split()
     return {
         "ppid": int(parts[1]),
         "cpu_ticks": sum(int(parts[i]) for i in (11, 12, 13, 14)),  # utime stime cutime cstime
@@ -106,17 +106,24 @@ class ProcessTreeCollector:
         stats = [root_stat] + [s for s in (read_stat(p) for p in pids[1:]) if s is not None]
 
         cpu = CounterMetricFamily(
-            "process_cpu_seconds", "Total user and system CPU time of the service (master and workers) in seconds"
+            "process_cpu_seconds",
+            "Total user and system CPU time of the service (master and workers) in seconds",
         )
         cpu.add_metric([], sum(s["cpu_ticks"] for s in stats) / _TICKS)
         yield cpu
-        rss = GaugeMetricFamily("process_resident_memory_bytes", "Resident memory of master and workers in bytes")
+        rss = GaugeMetricFamily(
+            "process_resident_memory_bytes", "Resident memory of master and workers in bytes"
+        )
         rss.add_metric([], float(sum(s["rss_pages"] for s in stats) * _PAGE))
         yield rss
-        vms = GaugeMetricFamily("process_virtual_memory_bytes", "Virtual memory of master and workers in bytes")
+        vms = GaugeMetricFamily(
+            "process_virtual_memory_bytes", "Virtual memory of master and workers in bytes"
+        )
         vms.add_metric([], float(sum(s["vsize"] for s in stats)))
         yield vms
-        start = GaugeMetricFamily("process_start_time_seconds", "Start time of the master since epoch in seconds")
+        start = GaugeMetricFamily(
+            "process_start_time_seconds", "Start time of the master since epoch in seconds"
+        )
         start.add_metric([], self._boot + root_stat["starttime"] / _TICKS)
         yield start
         fds = GaugeMetricFamily("process_open_fds", "Open file descriptors of master and workers")
@@ -124,6 +131,8 @@ class ProcessTreeCollector:
         yield fds
         limit = _max_fds(root)
         if limit is not None:
-            max_fds = GaugeMetricFamily("process_max_fds", "Maximum number of open file descriptors per process")
+            max_fds = GaugeMetricFamily(
+                "process_max_fds", "Maximum number of open file descriptors per process"
+            )
             max_fds.add_metric([], limit)
             yield max_fds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
@@ -36,7 +37,8 @@ return {count, redis.call('TTL', KEYS[1])}
 def too_many(retry_after_seconds: float, what: str) -> ApiError:
     seconds = max(1, math.ceil(retry_after_seconds))
     return ApiError(
-        429, f"Rate limit exceeded{what}. Please retry after {seconds} seconds.",
+        429,
+        f"Rate limit exceeded{what}. Please retry after {seconds} seconds.",
         headers={"Retry-After": str(seconds)},
     )
 
@@ -52,11 +54,18 @@ class RateLimiter:
         config = self.store.config
         now_ms = int(time.time() * 1000)
         try:
-            admitted, wait_ms = self.store.call(lambda c: self._sliding(
-                keys=[f"rate_limit:user:{user_id}"],
-                args=[now_ms, config.search_rate_window * 1000, config.search_rate_limit, f"{now_ms}:{uuid.uuid4().hex}"],
-                client=c,
-            ))
+            admitted, wait_ms = self.store.call(
+                lambda c: self._sliding(
+                    keys=[f"rate_limit:user:{user_id}"],
+                    args=[
+                        now_ms,
+                        config.search_rate_window * 1000,
+                        config.search_rate_limit,
+                        f"{now_ms}:{uuid.uuid4().hex}",
+                    ],
+                    client=c,
+                )
+            )
         except Unavailable:
             return
         if not admitted:
@@ -71,9 +80,13 @@ class RateLimiter:
         """Count an attempt from this address; refuse when the address or the account is over its limit."""
         config = self.store.config
         try:
-            count, ttl = self.store.call(lambda c: self._incr(
-                keys=[f"rate_limit:login:address:{client_address}"], args=[config.login_rate_window], client=c
-            ))
+            count, ttl = self.store.call(
+                lambda c: self._incr(
+                    keys=[f"rate_limit:login:address:{client_address}"],
+                    args=[config.login_rate_window],
+                    client=c,
+                )
+            )
             if count > config.login_max_attempts_per_address:
                 raise too_many(ttl, " for this address")
             key = self._account_key(email)
@@ -84,15 +97,13 @@ class RateLimiter:
             return
 
     def login_failed(self, email: str) -> None:
-        try:
-            self.store.call(lambda c: self._incr(
-                keys=[self._account_key(email)], args=[self.store.config.login_rate_window], client=c
-            ))
-        except Unavailable:
-            pass
+        with contextlib.suppress(Unavailable):
+            self.store.call(
+                lambda c: self._incr(
+                    keys=[self._account_key(email)], args=[self.store.config.login_rate_window], client=c
+                )
+            )
 
     def login_succeeded(self, email: str) -> None:
-        try:
+        with contextlib.suppress(Unavailable):
             self.store.call(lambda c: c.delete(self._account_key(email)))
-        except Unavailable:
-            pass

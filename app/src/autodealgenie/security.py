@@ -19,15 +19,19 @@ REFRESH = "refresh"
 class Passwords:
     def __init__(self, config: Config):
         self._hasher = PasswordHasher(
-            time_cost=config.password_hash_time_cost, memory_cost=config.password_hash_memory_kib, parallelism=1
+            time_cost=config.password_hash_time_cost,
+            memory_cost=config.password_hash_memory_kib,
+            parallelism=1,
         )
-        # Verified against when the account does not exist, so both paths cost the same time.
-        self._dummy = self._hasher.hash("timing-equaliser")
+        self._dummy: str | None = None
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
 
     def verify(self, hashed: str | None, password: str) -> bool:
+        if hashed is None and self._dummy is None:
+            # Verified against when the account does not exist, so both paths cost the same time.
+            self._dummy = self._hasher.hash("timing-equaliser")
         try:
             return self._hasher.verify(hashed or self._dummy, password) and hashed is not None
         except (VerificationError, InvalidHashError):
@@ -47,13 +51,20 @@ class Tokens:
 
     def issue(self, user_id: int, kind: str) -> str:
         now = datetime.now(UTC)
-        claims = {"sub": str(user_id), "type": kind, "iat": now, "exp": now + self.lifetimes[kind],
-                  "jti": uuid.uuid4().hex}
+        claims = {
+            "sub": str(user_id),
+            "type": kind,
+            "iat": now,
+            "exp": now + self.lifetimes[kind],
+            "jti": uuid.uuid4().hex,
+        }
         return jwt.encode(claims, self._key, algorithm="HS256")
 
     def decode(self, token: str, kind: str) -> dict:
         try:
-            claims = jwt.decode(token, self._key, algorithms=["HS256"], options={"require": ["sub", "exp", "type"]})
+            claims = jwt.decode(
+                token, self._key, algorithms=["HS256"], options={"require": ["sub", "exp", "type"]}
+            )
         except jwt.ExpiredSignatureError:
             raise ApiError(401, "Token expired", headers={"WWW-Authenticate": "Bearer"}) from None
         except jwt.PyJWTError:

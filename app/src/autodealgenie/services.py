@@ -36,8 +36,13 @@ class Services:
     def build(cls, config: Config) -> Services:
         redis_store = RedisStore(config)
         return cls(
-            config=config, db=Database(config), redis=redis_store, mongo=MongoStore(config),
-            limiter=RateLimiter(redis_store), passwords=Passwords(config), tokens=Tokens(config),
+            config=config,
+            db=Database(config),
+            redis=redis_store,
+            mongo=MongoStore(config),
+            limiter=RateLimiter(redis_store),
+            passwords=Passwords(config),
+            tokens=Tokens(config),
             advisor=build_advisor(config),
         )
 

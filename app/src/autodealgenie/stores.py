@@ -52,10 +52,15 @@ class RedisStore:
     def __init__(self, config: Config):
         self.config = config
         self.client = redis.Redis(
-            host=config.redis_host, port=config.redis_port, db=config.redis_db,
-            username=config.redis_username or None, password=config.redis_password or None,
-            socket_timeout=config.redis_timeout, socket_connect_timeout=config.redis_timeout,
-            decode_responses=True, health_check_interval=30,
+            host=config.redis_host,
+            port=config.redis_port,
+            db=config.redis_db,
+            username=config.redis_username or None,
+            password=config.redis_password or None,
+            socket_timeout=config.redis_timeout,
+            socket_connect_timeout=config.redis_timeout,
+            decode_responses=True,
+            health_check_interval=30,
             retry=Retry(NoBackoff(), 0),  # fail fast: the breaker, not retries with backoff, handles outages
         )
         self.breaker = Breaker("redis", config.redis_retry_interval)
@@ -94,9 +99,14 @@ class RedisStore:
 
     def check(self, timeout: float) -> bool:
         probe = redis.Redis(
-            host=self.config.redis_host, port=self.config.redis_port, db=self.config.redis_db,
-            username=self.config.redis_username or None, password=self.config.redis_password or None,
-            socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
+            host=self.config.redis_host,
+            port=self.config.redis_port,
+            db=self.config.redis_db,
+            username=self.config.redis_username or None,
+            password=self.config.redis_password or None,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
         )
         try:
             healthy = bool(probe.ping())
@@ -120,8 +130,13 @@ class MongoStore:
 
     def _new_client(self, timeout_ms: int) -> pymongo.MongoClient:
         return pymongo.MongoClient(
-            self.config.mongodb_url, appname="autodealgenie", tz_aware=True, connect=False,
-            serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, socketTimeoutMS=timeout_ms,
+            self.config.mongodb_url,
+            appname="autodealgenie",
+            tz_aware=True,
+            connect=False,
+            serverSelectionTimeoutMS=timeout_ms,
+            connectTimeoutMS=timeout_ms,
+            socketTimeoutMS=timeout_ms,
         )
 
     @property

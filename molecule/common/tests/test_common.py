@@ -43,14 +43,13 @@ def test_unlisted_port_is_dropped_for_the_controller(host):
     """A port with a listener but no allow list entry: open from the host itself, dropped from outside."""
     address = private_ip(host)
     unit = "common-verify-listener"
-    host.check_output(
-        "systemd-run --unit %s python3 -m http.server %s --bind %s", unit, UNLISTED_PORT, address
-    )
+    serve = "systemd-run --unit %s python3 -m http.server %s --bind %s"
+    host.check_output(serve, unit, str(UNLISTED_PORT), address)
     try:
         wait = (
             "for i in $(seq 50); do ss -Htln 'sport = :%s' | grep -q . && echo up && break; sleep 0.1; done"
         )
-        assert host.check_output(wait, UNLISTED_PORT) == "up"
+        assert host.check_output(wait, str(UNLISTED_PORT)) == "up"
         assert remote_tcp_probe(host, address, UNLISTED_PORT) == "open"
         assert tcp_probe(address, UNLISTED_PORT) == "filtered"
     finally:

@@ -14,11 +14,15 @@ from pathlib import Path
 
 # Build output and caches that building or testing writes into the tree; not part of the source.
 IGNORED_PARTS = {"build", "dist", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".venv"}
+# Top-level entries that never go into the wheel: editing tests or benchmarks is not a new release.
+IGNORED_TOP = {"tests", "bench", "docs", ".github"}
 
 
 def source_files(root: Path):
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root)
+        if rel.parts[0] in IGNORED_TOP:
+            continue
         if not path.is_file() or path.is_symlink():
             continue
         if IGNORED_PARTS.intersection(rel.parts) or any(p.endswith(".egg-info") for p in rel.parts):
@@ -51,7 +55,8 @@ def main() -> int:
                 "version": version,
                 "digest": short,
                 "release_id": f"{version}-{short}",
-                "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+                # environment markers compare the full version (e.g. python_full_version < "3.11.3")
+        "python": "{}.{}.{}".format(*sys.version_info[:3]),
             }
         )
     )

@@ -33,7 +33,7 @@ def common_firewall_rules(allow_lists, group_members, host_addresses):
         if entries is None:
             continue
         if not isinstance(entries, list):
-            raise AnsibleFilterError(f"{name}: expected a list of {{port, from_groups, from_cidrs}}")
+            raise AnsibleFilterError(f"{name}: not a list of {{port, from_groups, from_cidrs}}")
         for index, entry in enumerate(entries):
             where = f"{name}[{index}]"
             if not isinstance(entry, dict) or "port" not in entry:

@@ -40,7 +40,7 @@ def _dearmor(text):
     try:
         return base64.b64decode("".join(body), validate=True)
     except binascii.Error as exc:
-        raise AnsibleFilterError("invalid base64 in the key armour: %s" % exc) from None
+        raise AnsibleFilterError(f"invalid base64 in the key armour: {exc}") from None
 
 
 def _packets(data):
@@ -48,7 +48,7 @@ def _packets(data):
     while pos < len(data):
         ctb = data[pos]
         if not ctb & 0x80:
-            raise AnsibleFilterError("not an OpenPGP packet at offset %d" % pos)
+            raise AnsibleFilterError(f"not an OpenPGP packet at offset {pos}")
         if ctb & 0x40:  # new format
             tag = ctb & 0x3F
             first = data[pos + 1]

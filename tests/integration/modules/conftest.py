@@ -43,23 +43,36 @@ def run_ansible():
 
 def alertmanager_config(sink_url):
     """Routes like the project's (critical -> critical-alerts, else default), delivering to the sink."""
+
     def webhook(name):
         return {"name": name, "webhook_configs": [{"url": f"{sink_url}/{name}", "send_resolved": True}]}
 
     return {
         "route": {
-            "receiver": "default", "group_by": ["alertname", "adg_delivery_check"],
-            "group_wait": "0s", "group_interval": "1s", "repeat_interval": "1h",
-            "routes": [{"matchers": ['severity="critical"'], "receiver": "critical-alerts", "group_wait": "0s"}],
+            "receiver": "default",
+            "group_by": ["alertname", "adg_delivery_check"],
+            "group_wait": "0s",
+            "group_interval": "1s",
+            "repeat_interval": "1h",
+            "routes": [
+                {"matchers": ['severity="critical"'], "receiver": "critical-alerts", "group_wait": "0s"}
+            ],
         },
         "receivers": [webhook("default"), webhook("critical-alerts")],
     }
 
 
-GOOD_RULES = {"groups": [{"name": "adg-test-availability", "rules": [
-    {"alert": "TargetDown", "expr": "up == 0", "for": "1h", "labels": {"severity": "critical"}},
-    {"record": "job:up:sum", "expr": "sum by (job) (up)"},
-]}]}
+GOOD_RULES = {
+    "groups": [
+        {
+            "name": "adg-test-availability",
+            "rules": [
+                {"alert": "TargetDown", "expr": "up == 0", "for": "1h", "labels": {"severity": "critical"}},
+                {"record": "job:up:sum", "expr": "sum by (job) (up)"},
+            ],
+        }
+    ]
+}
 
 
 @pytest.fixture(scope="session")
@@ -70,13 +83,25 @@ def stack(tmp_path_factory):
     loopback port, so it is down.
     """
     base = tmp_path_factory.mktemp("stack")
-    with WebhookSink() as sink, Alertmanager(base / "am", alertmanager_config(sink.url)) as am, \
-            GrafanaDouble(base / "grafana", admin_password=ADMIN_PASSWORD) as grafana:
+    with (
+        WebhookSink() as sink,
+        Alertmanager(base / "am", alertmanager_config(sink.url)) as am,
+        GrafanaDouble(base / "grafana", admin_password=ADMIN_PASSWORD) as grafana,
+    ):
         dead = f"127.0.0.1:{_closed_port()}"
         scrape = [
-            {"job_name": "prometheus", "static_configs": [{"targets": ["PROM"], "labels": {"instance": "mon1"}}]},
-            {"job_name": "alertmanager", "static_configs": [{"targets": [am.address], "labels": {"instance": "mon1"}}]},
-            {"job_name": "grafana", "static_configs": [{"targets": [grafana.address], "labels": {"instance": "mon1"}}]},
+            {
+                "job_name": "prometheus",
+                "static_configs": [{"targets": ["PROM"], "labels": {"instance": "mon1"}}],
+            },
+            {
+                "job_name": "alertmanager",
+                "static_configs": [{"targets": [am.address], "labels": {"instance": "mon1"}}],
+            },
+            {
+                "job_name": "grafana",
+                "static_configs": [{"targets": [grafana.address], "labels": {"instance": "mon1"}}],
+            },
             {"job_name": "redis", "static_configs": [{"targets": [dead], "labels": {"instance": "db1"}}]},
         ]
         prom = Prometheus(base / "prom", rule_files={"good.yml": GOOD_RULES}, alertmanagers=[am.address])

@@ -11,10 +11,21 @@ from tests.support.monitoring import http_json
 
 def dashboard_model(uid="adg-test", title="ADG Test", expr='up{job="prometheus"}', **extra):
     model = {
-        "uid": uid, "title": title, "tags": ["autodealgenie"], "schemaVersion": 39, "time": {"from": "now-1h", "to": "now"},
-        "panels": [{"id": 1, "type": "timeseries", "title": "Up", "gridPos": {"x": 0, "y": 0, "w": 12, "h": 8},
-                    "datasource": {"type": "prometheus", "uid": "prometheus"},
-                    "targets": [{"refId": "A", "expr": expr}]}],
+        "uid": uid,
+        "title": title,
+        "tags": ["autodealgenie"],
+        "schemaVersion": 39,
+        "time": {"from": "now-1h", "to": "now"},
+        "panels": [
+            {
+                "id": 1,
+                "type": "timeseries",
+                "title": "Up",
+                "gridPos": {"x": 0, "y": 0, "w": 12, "h": 8},
+                "datasource": {"type": "prometheus", "uid": "prometheus"},
+                "targets": [{"refId": "A", "expr": expr}],
+            }
+        ],
     }
     model.update(extra)
     return model
@@ -61,8 +72,13 @@ def test_folder_title_clash_is_explained(run, grafana_args):
 def test_dashboard_via_ansible_creates_folder_then_is_idempotent(run_ansible, grafana, grafana_args):
     """The real way: `ansible -m grafana_dashboard` resolves OUR module (not community.grafana's) and
     runs it under /usr/bin/python3 with only the standard library."""
-    args = dict(grafana_args, dashboard=dashboard_model(), folder_uid="adg", folder_title="AutoDealGenie",
-                create_folder=True)
+    args = dict(
+        grafana_args,
+        dashboard=dashboard_model(),
+        folder_uid="adg",
+        folder_title="AutoDealGenie",
+        create_folder=True,
+    )
     first = run_ansible("grafana_dashboard", args)
     assert first.get("failed") is not True, first
     assert first["changed"] and first["folder_created"] and first["version"] == 1
@@ -84,7 +100,10 @@ def test_dashboard_update_uses_stored_version_after_ui_edit(run, grafana, grafan
         stored["version"] = saved["version"]
     result = run("grafana_dashboard", args, diff=True)
     assert result["changed"] and result["previous_version"] == 3 and result["version"] == 4
-    assert '"title": "edited twice"' in result["diff"]["before"] and '"title": "ADG Test"' in result["diff"]["after"]
+    assert (
+        '"title": "edited twice"' in result["diff"]["before"]
+        and '"title": "ADG Test"' in result["diff"]["after"]
+    )
     assert api(grafana, "/api/dashboards/uid/adg-test")["dashboard"]["title"] == "ADG Test"
     assert run("grafana_dashboard", args)["changed"] is False
 
@@ -104,15 +123,24 @@ def test_dashboard_check_mode_diff_and_real_change(run, grafana, grafana_args):
     changed = dict(base, dashboard=dashboard_model(expr='up{job="grafana"}'))
     preview = run("grafana_dashboard", changed, check_mode=True, diff=True)
     assert preview["changed"] and preview["version"] == 1
-    assert 'job=\\"prometheus\\"' in preview["diff"]["before"] and 'job=\\"grafana\\"' in preview["diff"]["after"]
+    assert (
+        'job=\\"prometheus\\"' in preview["diff"]["before"]
+        and 'job=\\"grafana\\"' in preview["diff"]["after"]
+    )
     assert api(grafana, "/api/dashboards/uid/adg-test")["dashboard"]["version"] == 1
     applied = run("grafana_dashboard", changed)
     assert applied["changed"] and applied["version"] == 2
 
 
 def test_dashboard_moves_between_folders_and_keeps_folder_on_update(run, grafana, grafana_args):
-    run("grafana_dashboard", dict(grafana_args, dashboard=dashboard_model(), folder_uid="a", create_folder=True))
-    moved = run("grafana_dashboard", dict(grafana_args, dashboard=dashboard_model(), folder_uid="b", create_folder=True))
+    run(
+        "grafana_dashboard",
+        dict(grafana_args, dashboard=dashboard_model(), folder_uid="a", create_folder=True),
+    )
+    moved = run(
+        "grafana_dashboard",
+        dict(grafana_args, dashboard=dashboard_model(), folder_uid="b", create_folder=True),
+    )
     assert moved["changed"] and moved["folder_uid"] == "b"
     assert api(grafana, "/api/dashboards/uid/adg-test")["meta"]["folderUid"] == "b"
     to_root = run("grafana_dashboard", dict(grafana_args, dashboard=dashboard_model()))
@@ -124,7 +152,9 @@ def test_dashboard_bad_input_fails_before_any_change(run, grafana, grafana_args)
     del no_uid["uid"]
     result = run("grafana_dashboard", dict(grafana_args, dashboard=no_uid))
     assert result["failed"] and "no uid" in result["msg"]
-    missing_folder = run("grafana_dashboard", dict(grafana_args, dashboard=dashboard_model(), folder_uid="nope"))
+    missing_folder = run(
+        "grafana_dashboard", dict(grafana_args, dashboard=dashboard_model(), folder_uid="nope")
+    )
     assert missing_folder["failed"] and "folder nope does not exist" in missing_folder["msg"]
     bad_json = run("grafana_dashboard", dict(grafana_args, dashboard="{not json"))
     assert bad_json["failed"] and "not valid JSON" in bad_json["msg"]
@@ -150,24 +180,43 @@ def test_dashboard_absent_and_provisioned(run, tmp_path, grafana_args):
 def test_token_auth_and_auth_failure_masks_secret(run, grafana):
     ok = run("grafana_folder", {"url": grafana.url, "token": TOKEN, "uid": "tok", "title": "Token"})
     assert ok["changed"]
-    bad = run("grafana_folder", {"url": grafana.url, "url_username": "admin", "url_password": "Wr0ng-Secret!",
-                                 "uid": "x", "title": "X", "retries": 0})
+    bad = run(
+        "grafana_folder",
+        {
+            "url": grafana.url,
+            "url_username": "admin",
+            "url_password": "Wr0ng-Secret!",
+            "uid": "x",
+            "title": "X",
+            "retries": 0,
+        },
+    )
     assert bad["failed"] and bad["status"] == 401 and "Invalid username or password" in bad["msg"]
     assert "Wr0ng-Secret!" not in json.dumps(bad)
 
 
 # -- datasources ----------------------------------------------------------------------------------
 def ds_args(grafana_args, **extra):
-    args = dict(grafana_args, uid="prometheus", name="Prometheus", type="prometheus",
-                datasource_url="http://127.0.0.1:9090", is_default=True,
-                json_data={"timeInterval": "15s", "httpMethod": "POST"})
+    args = dict(
+        grafana_args,
+        uid="prometheus",
+        name="Prometheus",
+        type="prometheus",
+        datasource_url="http://127.0.0.1:9090",
+        is_default=True,
+        json_data={"timeInterval": "15s", "httpMethod": "POST"},
+    )
     args.update(extra)
     return args
 
 
 def test_datasource_lifecycle_and_secrets(run, grafana, grafana_args):
-    args = ds_args(grafana_args, basic_auth=True, basic_auth_user="grafana",
-                   secure_json_data={"basicAuthPassword": "ds-S3cret-value"})
+    args = ds_args(
+        grafana_args,
+        basic_auth=True,
+        basic_auth_user="grafana",
+        secure_json_data={"basicAuthPassword": "ds-S3cret-value"},
+    )
     created = run("grafana_datasource", args)
     assert created["changed"] and created["secrets_sent"] == ["basicAuthPassword"]
     assert created["secure_json_fields"] == ["basicAuthPassword"] and created["secrets_compared"] is False
@@ -182,7 +231,12 @@ def test_datasource_lifecycle_and_secrets(run, grafana, grafana_args):
 
     # A key the server added to jsonData is neither a difference nor lost on update.
     stored = api(grafana, "/api/datasources/uid/prometheus")
-    api(grafana, "/api/datasources/uid/prometheus", dict(stored, jsonData=dict(stored["jsonData"], extra="kept")), "PUT")
+    api(
+        grafana,
+        "/api/datasources/uid/prometheus",
+        dict(stored, jsonData=dict(stored["jsonData"], extra="kept")),
+        "PUT",
+    )
     assert run("grafana_datasource", args)["changed"] is False
     moved = run("grafana_datasource", dict(args, datasource_url="http://127.0.0.1:9091"), diff=True)
     assert moved["changed"] and moved["differences"] == ["url"]
@@ -205,14 +259,28 @@ def test_datasource_check_mode_and_name_clash(run, grafana, grafana_args):
 def test_provisioned_datasource_reported_clearly(run, tmp_path, grafana_args):
     from tests.support.monitoring import GrafanaDouble
 
-    prov = {"datasources": [{"uid": "prometheus", "name": "Prometheus", "type": "prometheus",
-                             "url": "http://127.0.0.1:9090", "access": "proxy", "isDefault": True,
-                             "jsonData": {"timeInterval": "15s", "httpMethod": "POST"}}]}
+    prov = {
+        "datasources": [
+            {
+                "uid": "prometheus",
+                "name": "Prometheus",
+                "type": "prometheus",
+                "url": "http://127.0.0.1:9090",
+                "access": "proxy",
+                "isDefault": True,
+                "jsonData": {"timeInterval": "15s", "httpMethod": "POST"},
+            }
+        ]
+    }
     with GrafanaDouble(tmp_path / "prov", admin_password=ADMIN_PASSWORD, provisioning=prov) as double:
         args = ds_args(dict(grafana_args, url=double.url))
         unchanged = run("grafana_datasource", args)
         assert unchanged["changed"] is False and unchanged["read_only"] is True
         result = run("grafana_datasource", dict(args, datasource_url="http://127.0.0.1:9999"))
-        assert result["failed"] and "provisioned and read-only" in result["msg"] and "403" not in result["msg"]
-        delete = run("grafana_datasource", dict(grafana_args, url=double.url, uid="prometheus", state="absent"))
+        assert (
+            result["failed"] and "provisioned and read-only" in result["msg"] and "403" not in result["msg"]
+        )
+        delete = run(
+            "grafana_datasource", dict(grafana_args, url=double.url, uid="prometheus", state="absent")
+        )
         assert delete["failed"] and "cannot be deleted" in delete["msg"]

@@ -59,25 +59,45 @@ def run_in_process(name, args, check_mode=False, diff=False):
         basic._ANSIBLE_ARGS = None
     text = out.getvalue()
     try:
-        return json.loads(text[text.index("{"):])
+        return json.loads(text[text.index("{") :])
     except ValueError as exc:
         raise AssertionError(f"module {name} printed no JSON result: {text!r}") from exc
 
 
 def run_with_ansible(name, args, check_mode=False, diff=False, timeout=300):
     ansible = Path(sys.executable).with_name("ansible")
-    cmd = [str(ansible), "localhost", "-c", "local", "-i", "localhost,", "-m", name, "-a", json.dumps(args),
-           "-e", f"ansible_python_interpreter={TARGET_PYTHON}"]
+    cmd = [
+        str(ansible),
+        "localhost",
+        "-c",
+        "local",
+        "-i",
+        "localhost,",
+        "-m",
+        name,
+        "-a",
+        json.dumps(args),
+        "-e",
+        f"ansible_python_interpreter={TARGET_PYTHON}",
+    ]
     if check_mode:
         cmd.append("--check")
     if diff:
         cmd.append("--diff")
-    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-               ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.minimal",  # i.e. not profile_tasks
-               ANSIBLE_NOCOLOR="1", ANSIBLE_FACT_CACHING="memory")
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.minimal",  # i.e. not profile_tasks
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FACT_CACHING="memory",
+    )
     run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     try:
         report = json.loads(run.stdout)
         return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
     except (ValueError, KeyError, IndexError) as exc:
-        raise AssertionError(f"ansible run failed (rc={run.returncode}):\n{run.stdout}\n{run.stderr}") from exc
+        raise AssertionError(
+            f"ansible run failed (rc={run.returncode}):\n{run.stdout}\n{run.stderr}"
+        ) from exc

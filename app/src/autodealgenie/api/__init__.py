@@ -34,8 +34,14 @@ def login_required(view):
         svc = services()
         claims = svc.tokens.decode(token, ACCESS)
         with svc.db.connection() as conn:
-            user = run(conn, f"SELECT {USER_COLUMNS} FROM users WHERE id = %s", (int(claims["sub"]),),
-                       operation="select", table="users", fetch="one")
+            user = run(
+                conn,
+                f"SELECT {USER_COLUMNS} FROM users WHERE id = %s",  # noqa: S608 - identifiers from code, values bound
+                (int(claims["sub"]),),
+                operation="select",
+                table="users",
+                fetch="one",
+            )
         if user is None:
             raise ApiError(401, "User not found", headers={"WWW-Authenticate": "Bearer"})
         if not user["is_active"]:

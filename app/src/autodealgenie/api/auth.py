@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Annotated
 
@@ -19,16 +20,22 @@ from . import USER_COLUMNS, bearer_or_cookie, client_address, jsonable, login_re
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
-Email = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, max_length=254,
-                                         pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Email = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, to_lower=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+    ),
+]
 ACTIVE_USERS_KEY = "active_users"
 
 
 class SignupIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     email: Email
-    username: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=100,
-                                               pattern=r"^[A-Za-z0-9_.-]+$")]
+    username: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=3, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$"),
+    ]
     password: Annotated[str, Field(min_length=8, max_length=128)]
     full_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
 
@@ -48,11 +55,25 @@ def _token_response(user_id: int, status: int = 200):
     svc = services()
     access = svc.tokens.issue(user_id, ACCESS)
     refresh = svc.tokens.issue(user_id, REFRESH)
-    response = make_response(jsonify(access_token=access, refresh_token=refresh, token_type="bearer",
-                                     expires_in=int(svc.tokens.lifetimes[ACCESS].total_seconds())), status)
+    response = make_response(
+        jsonify(
+            access_token=access,
+            refresh_token=refresh,
+            token_type="bearer",  # noqa: S106 - not a password
+            expires_in=int(svc.tokens.lifetimes[ACCESS].total_seconds()),
+        ),
+        status,
+    )
     for name, token, kind in (("access_token", access, ACCESS), ("refresh_token", refresh, REFRESH)):
-        response.set_cookie(name, token, max_age=int(svc.tokens.lifetimes[kind].total_seconds()),
-                            httponly=True, samesite="Lax", secure=svc.config.cookie_secure, path="/")
+        response.set_cookie(
+            name,
+            token,
+            max_age=int(svc.tokens.lifetimes[kind].total_seconds()),
+            httponly=True,
+            samesite="Lax",
+            secure=svc.config.cookie_secure,
+            path="/",
+        )
     _mark_active(user_id)
     return response
 
@@ -71,19 +92,15 @@ def _mark_active(user_id: int) -> None:
         pipe.zcard(ACTIVE_USERS_KEY)
         return pipe.execute()[-1]
 
-    try:
+    with contextlib.suppress(Unavailable):
         metrics.active_users.set(svc.redis.call(update))
-    except Unavailable:
-        pass
 
 
 def _revoke(claims: dict) -> None:
     ttl = int(claims["exp"] - time.time())
     if ttl > 0:
-        try:
+        with contextlib.suppress(Unavailable):
             services().redis.call(lambda c: c.set(f"revoked_token:{claims['jti']}", "1", ex=ttl))
-        except Unavailable:
-            pass
 
 
 def _is_revoked(claims: dict) -> bool:
@@ -100,10 +117,15 @@ def signup():
     hashed = svc.passwords.hash(body.password)
     try:
         with svc.db.connection() as conn:
-            user = run(conn, f"INSERT INTO users (email, username, full_name, hashed_password) "
-                             f"VALUES (%s, %s, %s, %s) RETURNING {USER_COLUMNS}",
-                       (body.email, body.username, body.full_name, hashed),
-                       operation="insert", table="users", fetch="one")
+            user = run(
+                conn,
+                f"INSERT INTO users (email, username, full_name, hashed_password) "  # noqa: S608 - identifiers from code, values bound
+                f"VALUES (%s, %s, %s, %s) RETURNING {USER_COLUMNS}",
+                (body.email, body.username, body.full_name, hashed),
+                operation="insert",
+                table="users",
+                fetch="one",
+            )
     except psycopg2.errors.UniqueViolation as exc:
         field = "Email already registered" if "email" in str(exc) else "Username already taken"
         raise ApiError(409, field) from None
@@ -117,8 +139,14 @@ def login():
     svc = services()
     svc.limiter.login_attempt(client_address(), body.email)
     with svc.db.connection() as conn:
-        row = run(conn, "SELECT id, hashed_password, is_active FROM users WHERE lower(email) = %s",
-                  (body.email,), operation="select", table="users", fetch="one")
+        row = run(
+            conn,
+            "SELECT id, hashed_password, is_active FROM users WHERE lower(email) = %s",
+            (body.email,),
+            operation="select",
+            table="users",
+            fetch="one",
+        )
     if row is None or not svc.passwords.verify(row["hashed_password"], body.password):
         metrics.auth_failures.inc()
         svc.limiter.login_failed(body.email)
@@ -127,9 +155,13 @@ def login():
         metrics.auth_failures.inc()
         raise ApiError(403, "Inactive user")
     if svc.passwords.needs_rehash(row["hashed_password"]):
-        svc.db.query("UPDATE users SET hashed_password = %s, updated_at = now() WHERE id = %s",
-                     (svc.passwords.hash(body.password), row["id"]), operation="update", table="users",
-                     fetch="none")
+        svc.db.query(
+            "UPDATE users SET hashed_password = %s, updated_at = now() WHERE id = %s",
+            (svc.passwords.hash(body.password), row["id"]),
+            operation="update",
+            table="users",
+            fetch="none",
+        )
     svc.limiter.login_succeeded(body.email)
     metrics.auth_success.inc()
     return _token_response(row["id"])
@@ -145,8 +177,13 @@ def refresh():
     claims = svc.tokens.decode(token, REFRESH)
     if _is_revoked(claims):
         raise ApiError(401, "Token revoked", headers={"WWW-Authenticate": "Bearer"})
-    user = svc.db.query("SELECT id, is_active FROM users WHERE id = %s", (int(claims["sub"]),),
-                        operation="select", table="users", fetch="one")
+    user = svc.db.query(
+        "SELECT id, is_active FROM users WHERE id = %s",
+        (int(claims["sub"]),),
+        operation="select",
+        table="users",
+        fetch="one",
+    )
     if user is None:
         raise ApiError(401, "User not found", headers={"WWW-Authenticate": "Bearer"})
     if not user["is_active"]:
@@ -163,10 +200,8 @@ def logout():
     token = (body or {}).get("refresh_token") if isinstance(body, dict) else None
     token = token or request.cookies.get("refresh_token")
     if isinstance(token, str) and token:
-        try:
+        with contextlib.suppress(ApiError):  # an invalid or expired token needs no revocation
             _revoke(svc.tokens.decode(token, REFRESH))
-        except ApiError:
-            pass  # an invalid or expired token needs no revocation
     response = make_response(jsonify(message="Logged out"))
     for name in ("access_token", "refresh_token"):
         response.delete_cookie(name, path="/", httponly=True, samesite="Lax", secure=svc.config.cookie_secure)
@@ -179,4 +214,4 @@ def me():
     return jsonify(jsonable(g.user))
 
 
-__all__ = ["bp", "bearer_or_cookie"]
+__all__ = ["bearer_or_cookie", "bp"]

@@ -29,8 +29,10 @@ ORDER = {
     "mileage": "mileage ASC, id",
     "year": "year DESC, id",
 }
-RESULT_COLUMNS = ("vin, make, model, trim, year, body_type, price, fair_value, mileage, exterior_color, "
-                  "fuel_type, transmission, drivetrain, dealer_name, dealer_city, dealer_state, listed_at")
+RESULT_COLUMNS = (
+    "vin, make, model, trim, year, body_type, price, fair_value, mileage, exterior_color, "
+    "fuel_type, transmission, drivetrain, dealer_name, dealer_city, dealer_state, listed_at"
+)
 
 
 class SearchIn(BaseModel):
@@ -59,8 +61,15 @@ class SearchIn(BaseModel):
     def search_type(self) -> str:
         if self.make or self.model:
             return "make_model"
-        filters = (self.car_type, self.fuel_type, self.budget_min, self.budget_max, self.year_min, self.year_max,
-                   self.mileage_max)
+        filters = (
+            self.car_type,
+            self.fuel_type,
+            self.budget_min,
+            self.budget_max,
+            self.year_min,
+            self.year_max,
+            self.mileage_max,
+        )
         return "filtered" if any(f is not None for f in filters) else "browse"
 
 
@@ -70,22 +79,34 @@ def _query(criteria: SearchIn, conn) -> tuple[int, list[dict]]:
         if value:
             conditions.append(f"{column} = %s")
             params.append(value.lower())
-    for column, op, value in (("body_type", "=", criteria.car_type), ("fuel_type", "=", criteria.fuel_type),
-                              ("price", ">=", criteria.budget_min), ("price", "<=", criteria.budget_max),
-                              ("year", ">=", criteria.year_min), ("year", "<=", criteria.year_max),
-                              ("mileage", "<=", criteria.mileage_max)):
+    for column, op, value in (
+        ("body_type", "=", criteria.car_type),
+        ("fuel_type", "=", criteria.fuel_type),
+        ("price", ">=", criteria.budget_min),
+        ("price", "<=", criteria.budget_max),
+        ("year", ">=", criteria.year_min),
+        ("year", "<=", criteria.year_max),
+        ("mileage", "<=", criteria.mileage_max),
+    ):
         if value is not None:
             conditions.append(f"{column} {op} %s")
             params.append(value)
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    rows = run(conn, f"SELECT {RESULT_COLUMNS}, count(*) OVER () AS total_found FROM vehicles {where} "
-                     f"ORDER BY {ORDER[criteria.sort_by]} LIMIT %s", [*params, criteria.max_results],
-               operation="select", table="vehicles")
+    rows = run(
+        conn,
+        f"SELECT {RESULT_COLUMNS}, count(*) OVER () AS total_found FROM vehicles {where} "  # noqa: S608 - identifiers from code, values bound
+        f"ORDER BY {ORDER[criteria.sort_by]} LIMIT %s",
+        [*params, criteria.max_results],
+        operation="select",
+        table="vehicles",
+    )
     total = rows[0]["total_found"] if rows else 0
     vehicles = []
     for row in rows:
         vehicle = jsonable({k: v for k, v in row.items() if k != "total_found"})
-        vehicle["value_score"] = round((vehicle["fair_value"] - vehicle["price"]) / vehicle["fair_value"] * 100, 1)
+        vehicle["value_score"] = round(
+            (vehicle["fair_value"] - vehicle["price"]) / vehicle["fair_value"] * 100, 1
+        )
         vehicles.append(vehicle)
     return total, vehicles
 
@@ -100,7 +121,8 @@ def search():
     metrics.active_searches.inc()
     start = time.perf_counter()
     try:
-        key = f"{SEARCH_CACHE}:{hashlib.md5(json.dumps(params, sort_keys=True).encode(), usedforsecurity=False).hexdigest()}"
+        digest = hashlib.md5(json.dumps(params, sort_keys=True).encode(), usedforsecurity=False).hexdigest()
+        key = f"{SEARCH_CACHE}:{digest}"
         cached = svc.redis.cache_get(SEARCH_CACHE, key)
         if cached is not None:
             result = json.loads(cached)
@@ -109,12 +131,19 @@ def search():
                 total, vehicles = _query(criteria, conn)
             result = {"search_criteria": params, "total_found": total, "vehicles": vehicles}
             svc.redis.cache_set(SEARCH_CACHE, key, json.dumps(result), svc.config.car_search_cache_ttl)
-        svc.mongo.record("search_history", {
-            "user_id": g.user["id"], "search_criteria": params, "result_count": result["total_found"],
-            "top_vehicles": [{"vin": v["vin"], "make": v["make"], "model": v["model"], "price": v["price"]}
-                             for v in result["vehicles"][:5]],
-            "session_id": None,
-        })
+        svc.mongo.record(
+            "search_history",
+            {
+                "user_id": g.user["id"],
+                "search_criteria": params,
+                "result_count": result["total_found"],
+                "top_vehicles": [
+                    {"vin": v["vin"], "make": v["make"], "model": v["model"], "price": v["price"]}
+                    for v in result["vehicles"][:5]
+                ],
+                "session_id": None,
+            },
+        )
         metrics.vehicle_searches.labels(criteria.search_type).inc()
     finally:
         metrics.vehicle_search_duration.observe(time.perf_counter() - start)

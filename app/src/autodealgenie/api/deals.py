@@ -22,14 +22,19 @@ Status = Literal["pending", "in_progress", "completed", "cancelled"]
 Condition = Literal["excellent", "good", "fair", "poor"]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 # Upper-cased before the pattern check (StringConstraints would check the pattern first).
-Vin = Annotated[str, BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v),
-                StringConstraints(pattern=r"^[A-HJ-NPR-Z0-9]{17}$")]
+Vin = Annotated[
+    str,
+    BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v),
+    StringConstraints(pattern=r"^[A-HJ-NPR-Z0-9]{17}$"),
+]
 Price = Annotated[float, Field(gt=0, lt=10_000_000)]
 Year = Annotated[int, Field(ge=1900, le=pricing.REFERENCE_YEAR + 2)]
 Mileage = Annotated[int, Field(ge=0, le=2_000_000)]
 EVAL_CACHE = "deal_eval"
-DEAL_COLUMNS = ("id, user_id, customer_name, customer_email, vehicle_make, vehicle_model, vehicle_year, "
-                "vehicle_mileage, vehicle_vin, asking_price, offer_price, status, notes, created_at, updated_at")
+DEAL_COLUMNS = (
+    "id, user_id, customer_name, customer_email, vehicle_make, vehicle_model, vehicle_year, "
+    "vehicle_mileage, vehicle_vin, asking_price, offer_price, status, notes, created_at, updated_at"
+)
 
 
 class DealIn(BaseModel):
@@ -82,8 +87,14 @@ class EvaluateIn(BaseModel):
 
 def load_deal(conn, deal_id: int, *, for_update: bool = False) -> dict:
     """The deal if the caller may see it: 404 when missing, 403 when someone else's (admins see all)."""
-    deal = run(conn, f"SELECT {DEAL_COLUMNS} FROM deals WHERE id = %s{' FOR UPDATE' if for_update else ''}",
-               (deal_id,), operation="select", table="deals", fetch="one")
+    deal = run(
+        conn,
+        f"SELECT {DEAL_COLUMNS} FROM deals WHERE id = %s{' FOR UPDATE' if for_update else ''}",  # noqa: S608 - identifiers from code, values bound
+        (deal_id,),
+        operation="select",
+        table="deals",
+        fetch="one",
+    )
     if deal is None:
         raise ApiError(404, "Deal not found")
     if deal["user_id"] != g.user["id"] and not g.user["is_superuser"]:
@@ -99,8 +110,14 @@ def create_deal():
     columns = ", ".join(["user_id", *values])
     placeholders = ", ".join(["%s"] * (len(values) + 1))
     with services().db.connection() as conn:
-        deal = run(conn, f"INSERT INTO deals ({columns}) VALUES ({placeholders}) RETURNING {DEAL_COLUMNS}",
-                   (g.user["id"], *values.values()), operation="insert", table="deals", fetch="one")
+        deal = run(
+            conn,
+            f"INSERT INTO deals ({columns}) VALUES ({placeholders}) RETURNING {DEAL_COLUMNS}",  # noqa: S608 - identifiers from code, values bound
+            (g.user["id"], *values.values()),
+            operation="insert",
+            table="deals",
+            fetch="one",
+        )
     metrics.deals_created.labels(deal["status"]).inc()
     return jsonify(jsonable(deal)), 201
 
@@ -118,11 +135,21 @@ def list_deals():
         params.append(query.status)
     where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
     with services().db.connection() as conn:
-        total = run(conn, f"SELECT count(*) AS n FROM deals {where}", params,
-                    operation="select", table="deals", fetch="one")["n"]
-        rows = run(conn, f"SELECT {DEAL_COLUMNS} FROM deals {where} ORDER BY created_at DESC, id DESC "
-                         "LIMIT %s OFFSET %s", [*params, query.limit, query.skip],
-                   operation="select", table="deals")
+        total = run(
+            conn,
+            f"SELECT count(*) AS n FROM deals {where}",  # noqa: S608 - identifiers from code, values bound
+            params,
+            operation="select",
+            table="deals",
+            fetch="one",
+        )["n"]
+        rows = run(
+            conn,
+            f"SELECT {DEAL_COLUMNS} FROM deals {where} ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",  # noqa: S608 - identifiers from code, values bound
+            [*params, query.limit, query.skip],
+            operation="select",
+            table="deals",
+        )
     return jsonify(items=[jsonable(r) for r in rows], total=total, skip=query.skip, limit=query.limit)
 
 
@@ -138,15 +165,22 @@ def get_deal(deal_id: int):
 def update_deal(deal_id: int):
     body = parse_body(DealUpdate)
     changes = body.model_dump(exclude_unset=True)
-    if any(value is None for key, value in changes.items() if key not in ("vehicle_vin", "offer_price", "notes")):
+    if any(
+        value is None for key, value in changes.items() if key not in ("vehicle_vin", "offer_price", "notes")
+    ):
         raise ApiError(422, "Only vehicle_vin, offer_price and notes may be set to null")
     with services().db.connection() as conn:
         deal = load_deal(conn, deal_id, for_update=True)
         if changes:
             assignments = ", ".join(f"{column} = %s" for column in changes)
-            deal = run(conn, f"UPDATE deals SET {assignments}, updated_at = now() WHERE id = %s "
-                             f"RETURNING {DEAL_COLUMNS}", (*changes.values(), deal_id),
-                       operation="update", table="deals", fetch="one")
+            deal = run(
+                conn,
+                f"UPDATE deals SET {assignments}, updated_at = now() WHERE id = %s RETURNING {DEAL_COLUMNS}",  # noqa: S608 - identifiers from code, values bound
+                (*changes.values(), deal_id),
+                operation="update",
+                table="deals",
+                fetch="one",
+            )
     return jsonify(jsonable(deal))
 
 
@@ -155,7 +189,14 @@ def update_deal(deal_id: int):
 def delete_deal(deal_id: int):
     with services().db.connection() as conn:
         load_deal(conn, deal_id, for_update=True)
-        run(conn, "DELETE FROM deals WHERE id = %s", (deal_id,), operation="delete", table="deals", fetch="none")
+        run(
+            conn,
+            "DELETE FROM deals WHERE id = %s",
+            (deal_id,),
+            operation="delete",
+            table="deals",
+            fetch="none",
+        )
     return "", 204
 
 
@@ -164,21 +205,46 @@ def delete_deal(deal_id: int):
 def evaluate():
     body = parse_body(EvaluateIn)
     svc = services()
-    fingerprint = json.dumps({"vin": body.vehicle_vin, "asking_price": f"{body.asking_price:.2f}",
-                              "condition": body.condition, "mileage": body.mileage,
-                              "make": (body.make or "").lower() or None, "model": (body.model or "").lower() or None,
-                              "year": body.year}, sort_keys=True)
+    fingerprint = json.dumps(
+        {
+            "vin": body.vehicle_vin,
+            "asking_price": f"{body.asking_price:.2f}",
+            "condition": body.condition,
+            "mileage": body.mileage,
+            "make": (body.make or "").lower() or None,
+            "model": (body.model or "").lower() or None,
+            "year": body.year,
+        },
+        sort_keys=True,
+    )
     key = f"{EVAL_CACHE}:{hashlib.sha256(fingerprint.encode()).hexdigest()}"
     cached = svc.redis.cache_get(EVAL_CACHE, key)
     if cached is not None:
         return jsonify({**json.loads(cached), "cached": True})
-    result = pricing.evaluate(vin=body.vehicle_vin, asking_price=body.asking_price, condition=body.condition,
-                              mileage=body.mileage, make=body.make, model=body.model, year=body.year)
+    result = pricing.evaluate(
+        vin=body.vehicle_vin,
+        asking_price=body.asking_price,
+        condition=body.condition,
+        mileage=body.mileage,
+        make=body.make,
+        model=body.model,
+        year=body.year,
+    )
     svc.redis.cache_set(EVAL_CACHE, key, json.dumps(result), svc.config.deal_eval_cache_ttl)
-    svc.mongo.record("ai_responses", {
-        "feature": "evaluation", "user_id": g.user["id"], "deal_id": None, "prompt_id": "deal_evaluation",
-        "prompt_variables": json.loads(fingerprint), "response_content": json.dumps(result),
-        "response_metadata": {"score": result["score"]}, "model_used": "builtin-pricing", "tokens_used": 0,
-        "temperature": None, "llm_used": False,
-    })
+    svc.mongo.record(
+        "ai_responses",
+        {
+            "feature": "evaluation",
+            "user_id": g.user["id"],
+            "deal_id": None,
+            "prompt_id": "deal_evaluation",
+            "prompt_variables": json.loads(fingerprint),
+            "response_content": json.dumps(result),
+            "response_metadata": {"score": result["score"]},
+            "model_used": "builtin-pricing",
+            "tokens_used": 0,
+            "temperature": None,
+            "llm_used": False,
+        },
+    )
     return jsonify({**result, "cached": False})

@@ -21,7 +21,9 @@ def now_iso() -> str:
 
 @bp.get("/")
 def root():
-    return jsonify(message="Welcome to AutoDealGenie API", version=services().config.app_version, docs="/docs")
+    return jsonify(
+        message="Welcome to AutoDealGenie API", version=services().config.app_version, docs="/docs"
+    )
 
 
 @bp.get("/health")
@@ -53,7 +55,7 @@ def detailed():
     for name, future in futures.items():
         try:
             healthy = future.result(timeout=max(0.0, deadline - time.monotonic()))
-        except (concurrent.futures.TimeoutError, Exception):  # noqa: BLE001 - any failure means unhealthy
+        except (concurrent.futures.TimeoutError, Exception):
             healthy = False
         results[name] = "healthy" if healthy else "unhealthy"
     status = "healthy" if all(v == "healthy" for v in results.values()) else "degraded"

@@ -18,8 +18,10 @@ from . import jsonable, login_required
 from .deals import load_deal
 
 bp = Blueprint("negotiations", __name__, url_prefix="/api/v1/negotiations")
-SESSION_COLUMNS = ("id, user_id, deal_id, status, current_round, max_rounds, target_price, dealer_offer, "
-                   "agreed_price, created_at, updated_at, ended_at")
+SESSION_COLUMNS = (
+    "id, user_id, deal_id, status, current_round, max_rounds, target_price, dealer_offer, "
+    "agreed_price, created_at, updated_at, ended_at"
+)
 # The simulated dealer moves this share of the gap towards the buyer's counter each round, and
 # never below this share of fair value.
 DEALER_CONCESSION = 0.35
@@ -51,16 +53,29 @@ class ChatIn(BaseModel):
 
 
 def _fair_value(deal: dict) -> float:
-    return pricing.evaluate(vin=deal["vehicle_vin"] or "", asking_price=float(deal["asking_price"]), condition="good",
-                            mileage=deal["vehicle_mileage"], make=deal["vehicle_make"], model=deal["vehicle_model"],
-                            year=deal["vehicle_year"])["fair_value"]
+    return pricing.evaluate(
+        vin=deal["vehicle_vin"] or "",
+        asking_price=float(deal["asking_price"]),
+        condition="good",
+        mileage=deal["vehicle_mileage"],
+        make=deal["vehicle_make"],
+        model=deal["vehicle_model"],
+        year=deal["vehicle_year"],
+    )["fair_value"]
 
 
-def _add_message(conn, session_id: int, role: str, content: str, round_number: int, metadata: dict | None = None):
-    message = run(conn, "INSERT INTO negotiation_messages (session_id, role, content, round_number, metadata) "
-                        "VALUES (%s, %s, %s, %s, %s) RETURNING id, role, content, round_number, metadata, created_at",
-                  (session_id, role, content, round_number, Json(metadata or {})),
-                  operation="insert", table="negotiation_messages", fetch="one")
+def _add_message(
+    conn, session_id: int, role: str, content: str, round_number: int, metadata: dict | None = None
+):
+    message = run(
+        conn,
+        "INSERT INTO negotiation_messages (session_id, role, content, round_number, metadata) "
+        "VALUES (%s, %s, %s, %s, %s) RETURNING id, role, content, round_number, metadata, created_at",
+        (session_id, role, content, round_number, Json(metadata or {})),
+        operation="insert",
+        table="negotiation_messages",
+        fetch="one",
+    )
     metrics.negotiation_messages.labels(role).inc()
     return message
 
@@ -68,33 +83,60 @@ def _add_message(conn, session_id: int, role: str, content: str, round_number: i
 def _consult(prompt_type: str, session: dict, deal: dict, **extra) -> Advice:
     """Ask the advisor; every call is recorded in MongoDB ai_responses."""
     svc = services()
-    context = {"deal_id": deal["id"], "vehicle": f"{deal['vehicle_year']} {deal['vehicle_make']} "
-                                                 f"{deal['vehicle_model']}",
-               "asking_price": float(deal["asking_price"]), "fair_value": _fair_value(deal),
-               "dealer_offer": float(session["dealer_offer"]),
-               "target_price": float(session["target_price"]) if session["target_price"] is not None else None,
-               "round": session["current_round"], "max_rounds": session["max_rounds"], **extra}
+    context = {
+        "deal_id": deal["id"],
+        "vehicle": f"{deal['vehicle_year']} {deal['vehicle_make']} {deal['vehicle_model']}",
+        "asking_price": float(deal["asking_price"]),
+        "fair_value": _fair_value(deal),
+        "dealer_offer": float(session["dealer_offer"]),
+        "target_price": float(session["target_price"]) if session["target_price"] is not None else None,
+        "round": session["current_round"],
+        "max_rounds": session["max_rounds"],
+        **extra,
+    }
     advice = svc.advisor.advise(prompt_type, context)
-    svc.mongo.record("ai_responses", {
-        "feature": "negotiation", "user_id": g.user["id"], "deal_id": deal["id"], "session_id": session["id"],
-        "prompt_id": f"negotiation_{prompt_type}", "prompt_variables": context, "response_content": advice.content,
-        "response_metadata": advice.metadata, "model_used": advice.model,
-        "tokens_used": advice.prompt_tokens + advice.completion_tokens, "temperature": advice.temperature,
-        "llm_used": advice.llm_used,
-    })
+    svc.mongo.record(
+        "ai_responses",
+        {
+            "feature": "negotiation",
+            "user_id": g.user["id"],
+            "deal_id": deal["id"],
+            "session_id": session["id"],
+            "prompt_id": f"negotiation_{prompt_type}",
+            "prompt_variables": context,
+            "response_content": advice.content,
+            "response_metadata": advice.metadata,
+            "model_used": advice.model,
+            "tokens_used": advice.prompt_tokens + advice.completion_tokens,
+            "temperature": advice.temperature,
+            "llm_used": advice.llm_used,
+        },
+    )
     return advice
 
 
 def _refresh_active_gauge(conn) -> None:
-    row = run(conn, "SELECT count(*) AS n FROM negotiation_sessions WHERE status = 'active'", None,
-              operation="select", table="negotiation_sessions", fetch="one")
+    row = run(
+        conn,
+        "SELECT count(*) AS n FROM negotiation_sessions WHERE status = 'active'",
+        None,
+        operation="select",
+        table="negotiation_sessions",
+        fetch="one",
+    )
     metrics.active_negotiation_sessions.set(row["n"])
 
 
 def _load_session(conn, session_id: int, *, for_update: bool = False) -> dict:
-    session = run(conn, f"SELECT {SESSION_COLUMNS} FROM negotiation_sessions WHERE id = %s"
-                        f"{' FOR UPDATE' if for_update else ''}", (session_id,),
-                  operation="select", table="negotiation_sessions", fetch="one")
+    session = run(
+        conn,
+        f"SELECT {SESSION_COLUMNS} FROM negotiation_sessions WHERE id = %s"  # noqa: S608 - identifiers from code, values bound
+        f"{' FOR UPDATE' if for_update else ''}",
+        (session_id,),
+        operation="select",
+        table="negotiation_sessions",
+        fetch="one",
+    )
     if session is None:
         raise ApiError(404, "Negotiation session not found")
     if session["user_id"] != g.user["id"] and not g.user["is_superuser"]:
@@ -103,9 +145,14 @@ def _load_session(conn, session_id: int, *, for_update: bool = False) -> dict:
 
 
 def _session_body(conn, session: dict) -> dict:
-    messages = run(conn, "SELECT id, role, content, round_number, metadata, created_at FROM negotiation_messages "
-                         "WHERE session_id = %s ORDER BY id", (session["id"],),
-                   operation="select", table="negotiation_messages")
+    messages = run(
+        conn,
+        "SELECT id, role, content, round_number, metadata, created_at FROM negotiation_messages "
+        "WHERE session_id = %s ORDER BY id",
+        (session["id"],),
+        operation="select",
+        table="negotiation_messages",
+    )
     return {**jsonable(session), "messages": [jsonable(m) for m in messages]}
 
 
@@ -117,23 +164,48 @@ def start():
         deal = load_deal(conn, body.deal_id, for_update=True)
         if deal["status"] in ("completed", "cancelled"):
             raise ApiError(409, f"Deal is {deal['status']}")
-        active = run(conn, "SELECT id FROM negotiation_sessions WHERE deal_id = %s AND status = 'active'",
-                     (deal["id"],), operation="select", table="negotiation_sessions", fetch="one")
+        active = run(
+            conn,
+            "SELECT id FROM negotiation_sessions WHERE deal_id = %s AND status = 'active'",
+            (deal["id"],),
+            operation="select",
+            table="negotiation_sessions",
+            fetch="one",
+        )
         if active is not None:
             raise ApiError(409, f"Deal already has an active negotiation (session {active['id']})")
-        session = run(conn, "INSERT INTO negotiation_sessions (user_id, deal_id, max_rounds, target_price, "
-                            f"dealer_offer) VALUES (%s, %s, %s, %s, %s) RETURNING {SESSION_COLUMNS}",
-                      (g.user["id"], deal["id"], body.max_rounds, body.target_price, deal["asking_price"]),
-                      operation="insert", table="negotiation_sessions", fetch="one")
+        session = run(
+            conn,
+            "INSERT INTO negotiation_sessions (user_id, deal_id, max_rounds, target_price, "  # noqa: S608 - identifiers from code, values bound
+            f"dealer_offer) VALUES (%s, %s, %s, %s, %s) RETURNING {SESSION_COLUMNS}",
+            (g.user["id"], deal["id"], body.max_rounds, body.target_price, deal["asking_price"]),
+            operation="insert",
+            table="negotiation_sessions",
+            fetch="one",
+        )
         if deal["status"] == "pending":
-            run(conn, "UPDATE deals SET status = 'in_progress', updated_at = now() WHERE id = %s", (deal["id"],),
-                operation="update", table="deals", fetch="none")
+            run(
+                conn,
+                "UPDATE deals SET status = 'in_progress', updated_at = now() WHERE id = %s",
+                (deal["id"],),
+                operation="update",
+                table="deals",
+                fetch="none",
+            )
         goal = f" My target is ${body.target_price:,.0f}." if body.target_price else ""
         _add_message(conn, session["id"], "user", f"I want to negotiate deal {deal['id']}.{goal}", 1)
-        _add_message(conn, session["id"], "dealer_sim", f"Our price is ${float(deal['asking_price']):,.0f}.", 1,
-                     {"dealer_offer": float(deal["asking_price"])})
+        _add_message(
+            conn,
+            session["id"],
+            "dealer_sim",
+            f"Our price is ${float(deal['asking_price']):,.0f}.",
+            1,
+            {"dealer_offer": float(deal["asking_price"])},
+        )
         advice = _consult("opening", session, deal)
-        _add_message(conn, session["id"], "agent", advice.content, 1, {"model": advice.model, **advice.metadata})
+        _add_message(
+            conn, session["id"], "agent", advice.content, 1, {"model": advice.model, **advice.metadata}
+        )
         _refresh_active_gauge(conn)
         body_out = _session_body(conn, session)
     metrics.negotiation_sessions.inc()
@@ -141,9 +213,15 @@ def start():
 
 
 def _end(conn, session: dict, status: str, agreed: float | None) -> dict:
-    ended = run(conn, f"UPDATE negotiation_sessions SET status = %s, agreed_price = %s, ended_at = now(), "
-                      f"updated_at = now() WHERE id = %s RETURNING {SESSION_COLUMNS}",
-                (status, agreed, session["id"]), operation="update", table="negotiation_sessions", fetch="one")
+    ended = run(
+        conn,
+        f"UPDATE negotiation_sessions SET status = %s, agreed_price = %s, ended_at = now(), "  # noqa: S608 - identifiers from code, values bound
+        f"updated_at = now() WHERE id = %s RETURNING {SESSION_COLUMNS}",
+        (status, agreed, session["id"]),
+        operation="update",
+        table="negotiation_sessions",
+        fetch="one",
+    )
     metrics.negotiation_duration.observe((datetime.now(UTC) - session["created_at"]).total_seconds())
     return ended
 
@@ -156,16 +234,30 @@ def next_round(session_id: int):
         session = _load_session(conn, session_id, for_update=True)
         if session["status"] != "active":
             raise ApiError(409, f"Negotiation is {session['status']}")
-        deal = run(conn, "SELECT * FROM deals WHERE id = %s FOR UPDATE", (session["deal_id"],),
-                   operation="select", table="deals", fetch="one")
+        deal = run(
+            conn,
+            "SELECT * FROM deals WHERE id = %s FOR UPDATE",
+            (session["deal_id"],),
+            operation="select",
+            table="deals",
+            fetch="one",
+        )
         round_number = session["current_round"]
         offer = float(session["dealer_offer"])
         if body.action == "confirm":
             _add_message(conn, session_id, "user", f"I accept ${offer:,.0f}.", round_number)
             session = _end(conn, session, "completed", offer)
-            run(conn, "UPDATE deals SET status = 'completed', offer_price = %s, updated_at = now() WHERE id = %s",
-                (offer, deal["id"]), operation="update", table="deals", fetch="none")
-            _add_message(conn, session_id, "agent", f"Deal agreed at ${offer:,.0f}.", round_number, {"agreed": offer})
+            run(
+                conn,
+                "UPDATE deals SET status = 'completed', offer_price = %s, updated_at = now() WHERE id = %s",
+                (offer, deal["id"]),
+                operation="update",
+                table="deals",
+                fetch="none",
+            )
+            _add_message(
+                conn, session_id, "agent", f"Deal agreed at ${offer:,.0f}.", round_number, {"agreed": offer}
+            )
         elif body.action == "reject":
             _add_message(conn, session_id, "user", "I am walking away from this deal.", round_number)
             session = _end(conn, session, "cancelled", None)
@@ -175,24 +267,51 @@ def next_round(session_id: int):
                 raise ApiError(409, "Maximum number of rounds reached: confirm or reject the dealer's offer")
             counter = float(body.counter_offer)
             if counter >= offer:
-                raise ApiError(422, f"counter_offer must be below the dealer's current offer of ${offer:,.0f}")
+                raise ApiError(
+                    422, f"counter_offer must be below the dealer's current offer of ${offer:,.0f}"
+                )
             round_number += 1
-            _add_message(conn, session_id, "user", f"I offer ${counter:,.0f}.", round_number, {"counter_offer": counter})
+            _add_message(
+                conn,
+                session_id,
+                "user",
+                f"I offer ${counter:,.0f}.",
+                round_number,
+                {"counter_offer": counter},
+            )
             floor = _fair_value(deal) * DEALER_FLOOR
             new_offer = round(max(counter, floor, offer - (offer - counter) * DEALER_CONCESSION), -1)
             new_offer = min(new_offer, offer)
             accepted = new_offer <= counter
-            dealer_text = (f"We can accept ${counter:,.0f}." if accepted
-                           else f"We can come down to ${new_offer:,.0f}.")
-            _add_message(conn, session_id, "dealer_sim", dealer_text, round_number,
-                         {"dealer_offer": new_offer, "accepted": accepted})
-            session = run(conn, "UPDATE negotiation_sessions SET current_round = %s, dealer_offer = %s, "
-                                f"updated_at = now() WHERE id = %s RETURNING {SESSION_COLUMNS}",
-                          (round_number, new_offer, session_id), operation="update", table="negotiation_sessions",
-                          fetch="one")
+            dealer_text = (
+                f"We can accept ${counter:,.0f}." if accepted else f"We can come down to ${new_offer:,.0f}."
+            )
+            _add_message(
+                conn,
+                session_id,
+                "dealer_sim",
+                dealer_text,
+                round_number,
+                {"dealer_offer": new_offer, "accepted": accepted},
+            )
+            session = run(
+                conn,
+                "UPDATE negotiation_sessions SET current_round = %s, dealer_offer = %s, "  # noqa: S608 - identifiers from code, values bound
+                f"updated_at = now() WHERE id = %s RETURNING {SESSION_COLUMNS}",
+                (round_number, new_offer, session_id),
+                operation="update",
+                table="negotiation_sessions",
+                fetch="one",
+            )
             advice = _consult("counter", session, deal, counter_offer=counter)
-            _add_message(conn, session_id, "agent", advice.content, round_number,
-                         {"model": advice.model, **advice.metadata})
+            _add_message(
+                conn,
+                session_id,
+                "agent",
+                advice.content,
+                round_number,
+                {"model": advice.model, **advice.metadata},
+            )
         _refresh_active_gauge(conn)
         return jsonify(_session_body(conn, session))
 
@@ -205,13 +324,25 @@ def chat(session_id: int):
         session = _load_session(conn, session_id)
         if session["status"] != "active":
             raise ApiError(409, f"Negotiation is {session['status']}")
-        deal = run(conn, "SELECT * FROM deals WHERE id = %s", (session["deal_id"],),
-                   operation="select", table="deals", fetch="one")
+        deal = run(
+            conn,
+            "SELECT * FROM deals WHERE id = %s",
+            (session["deal_id"],),
+            operation="select",
+            table="deals",
+            fetch="one",
+        )
         round_number = session["current_round"]
         user_message = _add_message(conn, session_id, "user", body.message, round_number)
         advice = _consult("chat", session, deal, message=body.message)
-        reply = _add_message(conn, session_id, "agent", advice.content, round_number,
-                             {"model": advice.model, "llm_used": advice.llm_used, **advice.metadata})
+        reply = _add_message(
+            conn,
+            session_id,
+            "agent",
+            advice.content,
+            round_number,
+            {"model": advice.model, "llm_used": advice.llm_used, **advice.metadata},
+        )
     return jsonify(session_id=session_id, user_message=jsonable(user_message), reply=jsonable(reply))
 
 
@@ -220,4 +351,3 @@ def chat(session_id: int):
 def get_session(session_id: int):
     with services().db.connection() as conn:
         return jsonify(_session_body(conn, _load_session(conn, session_id)))
-

@@ -43,16 +43,20 @@ class PreferencesIn(BaseModel):
 def _public(document: dict | None) -> dict:
     if document is None:
         return {"user_id": g.user["id"], "preferences": PreferencesIn().model_dump(), "created_at": None}
-    return {"user_id": document["user_id"], "preferences": document["preferences"],
-            "created_at": document["created_at"].isoformat()}
+    return {
+        "user_id": document["user_id"],
+        "preferences": document["preferences"],
+        "created_at": document["created_at"].isoformat(),
+    }
 
 
 @bp.get("/me/preferences")
 @login_required
 def get_preferences():
     try:
-        latest = services().mongo.call(lambda db: db.user_preferences.find_one(
-            {"user_id": g.user["id"]}, sort=[("created_at", -1)]))
+        latest = services().mongo.call(
+            lambda db: db.user_preferences.find_one({"user_id": g.user["id"]}, sort=[("created_at", -1)])
+        )
     except Unavailable:
         raise ServiceUnavailable("Preferences store") from None
     return jsonify(_public(latest))
@@ -63,7 +67,12 @@ def get_preferences():
 def put_preferences():
     body = parse_body(PreferencesIn)
     now = datetime.now(UTC)
-    document = {"user_id": g.user["id"], "preferences": body.model_dump(), "created_at": now, "updated_at": now}
+    document = {
+        "user_id": g.user["id"],
+        "preferences": body.model_dump(),
+        "created_at": now,
+        "updated_at": now,
+    }
     try:
         services().mongo.call(lambda db: db.user_preferences.insert_one(document))
     except Unavailable:

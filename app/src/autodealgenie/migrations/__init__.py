@@ -1,1 +1,1 @@
-"""Versioned, forward-only PostgreSQL migrations: NNNN_name.sql, applied in order by `autodealgenie migrate`."""
+"""Versioned, forward-only PostgreSQL migrations (NNNN_name.sql), applied by `autodealgenie migrate`."""

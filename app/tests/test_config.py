@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import pytest
+from autodealgenie.config import Config, ConfigError
+
+
+def test_defaults_match_the_sample_file():
+    """Every variable in autodealgenie.env.sample is a setting, with the same default."""
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "autodealgenie.env.sample"
+    documented = {}
+    for line in sample.read_text().splitlines():
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            documented[key] = value
+    defaults = Config()
+    not_settings = {"PROMETHEUS_MULTIPROC_DIR", "COOKIE_SECURE", "APP_VERSION"} | {
+        k for k in documented if k.startswith("GUNICORN_")
+    }
+    for key, value in documented.items():
+        if key in not_settings:
+            continue
+        field = key.lower()
+        assert hasattr(defaults, field), f"{key} documented but not read"
+        parsed = Config.from_env({key: value}) if value else defaults
+        assert getattr(parsed, field) == getattr(defaults, field), key
+    undocumented = {f.upper() for f in defaults.__dataclass_fields__} - set(documented)
+    assert not undocumented
+
+
+def test_production_requires_secrets_and_secure_cookies():
+    with pytest.raises(ConfigError) as err:
+        Config.from_env({"ENVIRONMENT": "production"})
+    assert any("SECRET_KEY" in p for p in err.value.problems)
+    config = Config.from_env(
+        {"ENVIRONMENT": "production", "SECRET_KEY": "a" * 32, "JWT_SECRET_KEY": "b" * 32}
+    )
+    assert config.cookie_secure is True
+    assert (
+        Config.from_env(
+            {
+                "ENVIRONMENT": "production",
+                "SECRET_KEY": "a" * 32,
+                "JWT_SECRET_KEY": "b" * 32,
+                "COOKIE_SECURE": "false",
+            }
+        ).cookie_secure
+        is False
+    )
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"POSTGRES_PORT": "x"},
+        {"METRICS_ENABLED": "maybe"},
+        {"ENVIRONMENT": "prod"},
+        {"NEGOTIATION_ADVISOR": "openai"},
+        {"POSTGRES_POOL_MIN": "5", "POSTGRES_POOL_MAX": "2"},
+        {"METRICS_BASIC_AUTH_USERNAME": "only-user"},
+        {"SEARCH_RATE_LIMIT": "0"},
+        {"METRICS_ALLOWED_CIDRS": "nonsense"},
+    ],
+)
+def test_invalid_settings_are_reported(env):
+    with pytest.raises(ConfigError):
+        Config.from_env(env)
+
+
+def test_cidr_list_parsing():
+    assert Config.from_env(
+        {"METRICS_ALLOWED_CIDRS": "10.0.0.5/32, 192.168.0.0/24"}
+    ).metrics_allowed_cidrs == ("10.0.0.5/32", "192.168.0.0/24")
+    assert Config.from_env({"METRICS_ALLOWED_CIDRS": ""}).metrics_allowed_cidrs == ()

@@ -1,0 +1,229 @@
+"""playbooks/verify.yml end to end: ansible-playbook against a local "monitoring host" (this machine,
+connection local) whose Prometheus, Alertmanager and Grafana (the API double) run on loopback ports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import ADMIN_PASSWORD, REPO, alertmanager_config
+
+from tests.support.monitoring import Alertmanager, GrafanaDouble, Prometheus, WebhookSink, free_port
+from tests.unit.plugins.ansible_module_runner import TARGET_PYTHON, run_in_process
+
+RULES_FILE = REPO / "roles" / "prometheus" / "files" / "rules" / "autodealgenie.yml"
+
+TEST_DASHBOARD = {
+    "uid": "adg-verify-test",
+    "title": "Verify test",
+    "panels": [
+        {
+            "id": 1,
+            "title": "Targets up",
+            "type": "stat",
+            "datasource": {"type": "prometheus", "uid": "prometheus"},
+            "targets": [{"refId": "A", "expr": "min by (job) (up)"}],
+        },
+        {
+            "id": 2,
+            "title": "Prometheus requests",
+            "type": "timeseries",
+            "datasource": {"type": "prometheus", "uid": "prometheus"},
+            "targets": [
+                {"refId": "A", "expr": "sum(rate(prometheus_http_requests_total[$__rate_interval]))"}
+            ],
+        },
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def local_monitoring(tmp_path_factory):
+    base = tmp_path_factory.mktemp("verify")
+    with (
+        WebhookSink() as sink,
+        Alertmanager(base / "am", alertmanager_config(sink.url)) as am,
+        GrafanaDouble(base / "grafana", admin_password=ADMIN_PASSWORD) as grafana,
+    ):
+        prom = Prometheus(base / "prom")
+        jobs = {"prometheus": prom.port, "alertmanager": am.port, "grafana": grafana.port}
+        scrape = [
+            {
+                "job_name": job,
+                "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": {"instance": "mon1"}}],
+            }
+            for job, port in jobs.items()
+        ]
+        rules = json.loads(json.dumps(_yaml_rules()))
+        prom.write_config(scrape, {"autodealgenie.yml": rules}, [am.address])
+        with prom:
+            grafana_args = {"url": grafana.url, "url_username": "admin", "url_password": ADMIN_PASSWORD}
+            assert run_in_process(
+                "grafana_datasource",
+                dict(
+                    grafana_args,
+                    uid="prometheus",
+                    name="Prometheus",
+                    type="prometheus",
+                    datasource_url=prom.url,
+                ),
+            )["changed"]
+            assert run_in_process(
+                "grafana_dashboard",
+                dict(grafana_args, dashboard=TEST_DASHBOARD, folder_uid="autodealgenie", create_folder=True),
+            )["changed"]
+            dashboard_file = base / "dashboard.json"
+            dashboard_file.write_text(json.dumps(TEST_DASHBOARD))
+            time.sleep(3)  # a few scrapes, so rate() has samples
+            yield {
+                "prom": prom,
+                "am": am,
+                "grafana": grafana,
+                "sink": sink,
+                "jobs": jobs,
+                "base": base,
+                "dashboard_file": dashboard_file,
+            }
+
+
+def _yaml_rules():
+    import yaml  # ansible's dependency; only the test reads YAML
+
+    return yaml.safe_load(RULES_FILE.read_text())
+
+
+def run_verify(stack, extra):
+    base = stack["base"]
+    inventory = base / "inventory.json"
+    inventory.write_text(
+        json.dumps(
+            {
+                "all": {
+                    "children": {
+                        "monitoring": {
+                            "hosts": {
+                                "mon1": {
+                                    "ansible_connection": "local",
+                                    "private_ip": "127.0.0.1",
+                                    "ansible_python_interpreter": TARGET_PYTHON,
+                                }
+                            }
+                        },
+                        "app": {"hosts": {}},
+                        "postgres": {"hosts": {}},
+                        "redis": {"hosts": {}},
+                        "mongodb": {"hosts": {}},
+                    }
+                }
+            }
+        )
+    )
+    variables = {
+        "prometheus_port": stack["prom"].port,
+        "alertmanager_port": stack["am"].port,
+        "grafana_port": stack["grafana"].port,
+        "grafana_admin_password": ADMIN_PASSWORD,
+        "adg_scrape_jobs": [
+            {"job_name": job, "group": "monitoring", "port": port, "scrape_interval": "1s"}
+            for job, port in stack["jobs"].items()
+        ],
+        "verify_dashboard_files": [str(stack["dashboard_file"])],
+        "verify_wait_timeout": 30,
+        "verify_panel_retries": 0,
+    }
+    variables.update(extra)
+    extra_file = base / "extra.json"
+    extra_file.write_text(json.dumps(variables))
+    playbook = Path_str(REPO / "playbooks" / "verify.yml")
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FACT_CACHING="memory",
+        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.minimal",
+    )
+    ansible_playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    run = subprocess.run(
+        [ansible_playbook, "-i", str(inventory), playbook, "-e", f"@{extra_file}"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    return run.returncode, run.stdout + run.stderr
+
+
+def Path_str(path):
+    return str(path)
+
+
+def table_rows(output):
+    rows = {}
+    for line in output.splitlines():
+        text = line.strip().strip("-").strip().strip("'\"")
+        for component in ("Prometheus", "Alertmanager", "Grafana"):
+            if text.startswith(component + " "):
+                parts = text.split(None, 1)[1]
+                for result in (" PASS ", " FAIL "):
+                    if result in parts:
+                        check, detail = parts.split(result, 1)
+                        rows[(component, check.strip())] = (result.strip(), detail.strip())
+    return rows
+
+
+def test_verify_playbook_passes_and_prints_the_table(local_monitoring):
+    delivery = {
+        "receiver": "critical-alerts",
+        "labels": {"severity": "critical"},
+        "sink_url": local_monitoring["sink"].url + "/notifications",
+        "wait_timeout": 30,
+    }
+    rc, output = run_verify(local_monitoring, {"verify_alertmanager_delivery": delivery})
+    rows = table_rows(output)
+    assert rc == 0, output
+    expected = {
+        ("Prometheus", "targets"),
+        ("Prometheus", "rules"),
+        ("Prometheus", "alertmanagers"),
+        ("Alertmanager", "status"),
+        ("Alertmanager", "receivers"),
+        ("Alertmanager", "delivery to critical-alerts"),
+        ("Grafana", "health"),
+        ("Grafana", "admin login"),
+        ("Grafana", "datasource prometheus"),
+        ("Grafana", "dashboard adg-verify-test"),
+        ("Grafana", "panel data"),
+    }
+    assert set(rows) == expected, output
+    assert all(result == "PASS" for result, _ in rows.values()), rows
+    assert rows[("Prometheus", "targets")][1] == "3/3 up"
+    assert "5 group(s), 17 rule(s)" in rows[("Prometheus", "rules")][1]
+    assert rows[("Alertmanager", "delivery to critical-alerts")][1].startswith("confirmed by webhook")
+    assert "logged in as admin" in rows[("Grafana", "admin login")][1]
+    assert ADMIN_PASSWORD not in output
+
+
+def test_verify_playbook_fails_on_a_missing_target_and_bad_login(local_monitoring):
+    jobs = [
+        {"job_name": job, "group": "monitoring", "port": port}
+        for job, port in local_monitoring["jobs"].items()
+    ]
+    jobs.append({"job_name": "node", "group": "monitoring", "port": free_port()})
+    rc, output = run_verify(
+        local_monitoring,
+        {"adg_scrape_jobs": jobs, "verify_wait_timeout": 3, "grafana_admin_password": "not-the-password"},
+    )
+    rows = table_rows(output)
+    assert rc != 0
+    result, detail = rows[("Prometheus", "targets")]
+    assert result == "FAIL" and "target job=node instance=mon1 is missing" in detail
+    assert rows[("Grafana", "admin login")] == ("FAIL", "HTTP 401: login refused")
+    assert rows[("Grafana", "datasource prometheus")] == ("FAIL", "HTTP 401: login refused")
+    assert rows[("Prometheus", "rules")][0] == "PASS"
+    assert "check(s) failed on mon1" in output and "not-the-password" not in output
