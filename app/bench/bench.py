@@ -32,6 +32,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
+from autodealgenie.process_metrics import children, read_stat  # noqa: E402
+
 from tests.support.datastores import free_port, start_mongodb, start_postgres, start_redis  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -122,11 +124,22 @@ def wrk_script(workdir: Path, token: str) -> Path:
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
-def wrk(url: str, seconds: int, connections: int, script: Path | None = None) -> dict:
+def tree_cpu_seconds(master: int) -> float:
+    """CPU time of the gunicorn master and its workers (reaped workers included via cutime)."""
+    stats = [read_stat(master), *(read_stat(pid) for pid in children(master))]
+    return sum(s["cpu_ticks"] for s in stats if s) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(
+    url: str, seconds: int, connections: int, script: Path | None = None, server_pid: int | None = None
+) -> dict:
+    """One wrk run; with server_pid also the server's CPU time per request (robust to other load)."""
     args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
     if script:
         args[1:1] = ["-s", str(script)]
+    cpu_before = tree_cpu_seconds(server_pid) if server_pid else 0.0
     output = subprocess.run(args, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    cpu = tree_cpu_seconds(server_pid) - cpu_before if server_pid else 0.0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
     p99_value, p99_unit = re.search(r"99%\s+([\d.]+)(us|ms|s)", output).groups()
     total = int(re.search(r"(\d+) requests in", output).group(1))
@@ -136,6 +149,7 @@ def wrk(url: str, seconds: int, connections: int, script: Path | None = None) ->
         "p99": float(p99_value) * _UNITS[p99_unit],
         "requests": total,
         "errors": int(errors.group(1)) if errors else 0,
+        "cpu_us": cpu / total * 1e6 if total else 0.0,
     }
 
 
@@ -199,9 +213,14 @@ def main() -> int:
         results = {(ep, mode): [] for ep in ("health", "search") for mode in ("on", "off")}
         print(
             f"gunicorn 4 workers, wrk -t2 -c{args.connections} -d{args.duration}s, {args.rounds} rounds, "
-            "modes alternated (order flipped each round)\n"
+            "modes alternated (order flipped each round); load average before: "
+            f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n"
         )
-        print(f"{'round':<6}{'endpoint':<9}{'mode':<5}{'req/s':>10}{'p99 ms':>9}{'non-2xx':>9}")
+        print(
+            f"{'round':<6}{'endpoint':<9}{'mode':<5}{'req/s':>10}{'p99 ms':>9}"
+            f"{'CPU us/req':>12}{'non-2xx':>9}"
+        )
+        pids = {"on": on.pid, "off": off.pid}
         for round_number in range(args.rounds):
             order = [("on", on_base), ("off", off_base)]
             if round_number % 2:
@@ -211,24 +230,29 @@ def main() -> int:
                 ("search", "/api/v1/cars/search", script),
             ):
                 for mode, base in order:
-                    result = wrk(base + path, args.duration, args.connections, lua)
+                    result = wrk(base + path, args.duration, args.connections, lua, pids[mode])
                     results[(endpoint, mode)].append(result)
                     print(
                         f"{round_number + 1:<6}{endpoint:<9}{mode:<5}{result['rps']:>10.1f}"
-                        f"{result['p99'] * 1000:>9.2f}{result['errors']:>9}"
+                        f"{result['p99'] * 1000:>9.2f}{result['cpu_us']:>12.0f}{result['errors']:>9}"
                     )
 
-        print("\nsummary (median of rounds)")
-        print(f"{'endpoint':<9}{'req/s on':>10}{'req/s off':>11}{'overhead':>10}{'p99 on':>9}{'p99 off':>9}")
+        def median(endpoint, mode, key):
+            return statistics.median(r[key] for r in results[(endpoint, mode)])
+
+        print("\nsummary (median of rounds; overhead = on vs off)")
+        print(
+            f"{'endpoint':<9}{'req/s on':>10}{'req/s off':>11}{'overhead':>10}{'CPU us on':>11}"
+            f"{'CPU us off':>12}{'overhead':>10}{'p99 on':>10}{'p99 off':>10}"
+        )
         for endpoint in ("health", "search"):
-            rps_on = statistics.median(r["rps"] for r in results[(endpoint, "on")])
-            rps_off = statistics.median(r["rps"] for r in results[(endpoint, "off")])
-            p99_on = statistics.median(r["p99"] for r in results[(endpoint, "on")])
-            p99_off = statistics.median(r["p99"] for r in results[(endpoint, "off")])
-            overhead = (rps_off - rps_on) / rps_off * 100
+            rps_on, rps_off = median(endpoint, "on", "rps"), median(endpoint, "off", "rps")
+            cpu_on, cpu_off = median(endpoint, "on", "cpu_us"), median(endpoint, "off", "cpu_us")
+            p99_on, p99_off = median(endpoint, "on", "p99"), median(endpoint, "off", "p99")
             print(
-                f"{endpoint:<9}{rps_on:>10.1f}{rps_off:>11.1f}{overhead:>9.2f}%{p99_on * 1000:>8.2f}ms"
-                f"{p99_off * 1000:>7.2f}ms"
+                f"{endpoint:<9}{rps_on:>10.1f}{rps_off:>11.1f}{(rps_off - rps_on) / rps_off * 100:>9.2f}%"
+                f"{cpu_on:>11.0f}{cpu_off:>12.0f}{(cpu_on - cpu_off) / cpu_off * 100:>9.2f}%"
+                f"{p99_on * 1000:>8.2f}ms{p99_off * 1000:>8.2f}ms"
             )
 
         counted = counted_requests(on_base)

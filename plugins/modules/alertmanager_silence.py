@@ -223,9 +223,10 @@ def present(module, client, matchers):
         existing = silence_by_id(client, params["id"])
         if existing is None:
             raise ModuleFailure("silence {} does not exist".format(params["id"]))
+        # the id's matchers unless others are given; an expired id is replaced by a new silence
+        matchers = matchers or [parse_matcher(m) for m in existing.get("matchers") or []]
         if (existing.get("status") or {}).get("state") not in LIVE_STATES:
             existing = None
-        matchers = matchers or (existing or {}).get("matchers") or []
     else:
         candidates = live_silences(client, matchers)
         existing = candidates[0] if candidates else None
@@ -250,7 +251,8 @@ def present(module, client, matchers):
         )
     desired = {
         "matchers": matchers,
-        "startsAt": rfc3339(starts),
+        # an existing start is sent back verbatim: Alertmanager updates in place only if it is unchanged
+        "startsAt": existing["startsAt"] if existing else rfc3339(starts),
         "endsAt": rfc3339(ends),
         "createdBy": params["created_by"],
         "comment": params["comment"],

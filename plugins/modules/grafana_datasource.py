@@ -271,10 +271,12 @@ def read_only_failure(uid, name, what):
     )
 
 
-def secrets_note(params, sent):
+def secrets_note(params, sent, created=False):
     if not params["secure_json_data"]:
         return {}
-    if params["update_secrets"]:
+    if created:
+        how = "sent with the new datasource"
+    elif params["update_secrets"]:
         how = "re-sent on request (update_secrets=true), so the run reports changed"
     elif sent:
         how = "sent for key(s) not yet stored ({}); stored keys were left as they are".format(", ".join(sent))
@@ -308,7 +310,9 @@ def present(module, client):
                 "rename it or manage it by that uid".format(params["name"], clash.get("uid"))
             )
         result.update(
-            differences=["(new)"], secrets_sent=sorted(secrets), **secrets_note(params, sorted(secrets))
+            differences=["(new)"],
+            secrets_sent=sorted(secrets),
+            **secrets_note(params, sorted(secrets), created=True),
         )
         if module._diff:
             result["diff"] = {"before": {}, "after": dict(desired, uid=uid, secureJsonFields=sorted(secrets))}

@@ -129,11 +129,13 @@ EXAMPLES = r"""
 - name: Every panel of the shipped dashboards shows data
   grafana_panel_data:
     url: "http://127.0.0.1:{{ prometheus_port }}"
-    dashboards: "{{ query('ansible.builtin.fileglob', 'roles/grafana/files/dashboards/*.json')
-                    | map('ansible.builtin.file') | map('from_json') | list }}"
+    # read on the controller, checked from the monitoring host
+    dashboards: "{{ query('ansible.builtin.file', *dashboard_files) | map('from_json') | list }}"
     scrape_interval: 15s
     ignore_panels:
       - "autodealgenie-business-metrics:Authentication Failures (per second)"
+  vars:
+    dashboard_files: "{{ query('ansible.builtin.fileglob', 'files/dashboards/*.json') }}"
 """
 
 RETURN = r"""

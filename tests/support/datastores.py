@@ -1,13 +1,21 @@
 """Real PostgreSQL, Redis and MongoDB-wire (nx-27017) servers for tests, on free loopback ports.
 
-Each starter launches its server as a child process with its own temporary directory and returns an
-instance object with connection details and ``stop()`` (idempotent; also removes the directory).
-Each also exists as a context manager. Nothing here touches system services or fixed ports.
+Each starter launches its server as a child process with its own new directory (below an optional
+``base_dir``, e.g. pytest's ``tmp_path``) and returns an instance with ``host``, ``port``, ``url``
+(and ``dsn`` for PostgreSQL) and ``stop()`` (idempotent; also removes the directory); ``pause()`` /
+``resume()`` freeze a server (SIGSTOP) to simulate a hung dependency. Each starter also exists as a
+context manager. Nothing here touches system services or fixed ports.
 
-    from tests.support.datastores import postgres, redis_server, mongodb
+    from tests.support.datastores import postgres, redis_server, mongodb, start_postgres
 
     with postgres() as pg, redis_server() as rd, mongodb() as mg:
         psycopg2.connect(pg.dsn); redis.Redis.from_url(rd.url); pymongo.MongoClient(mg.url)
+
+    @pytest.fixture(scope="session")
+    def pg(tmp_path_factory):
+        instance = start_postgres(tmp_path_factory.mktemp("pg"))
+        yield instance
+        instance.stop()
 
 PostgreSQL refuses to run as root, so when the tests run as root the server runs as an unprivileged
 user (``postgres`` if the Debian package created it, else a ``adg-test`` system user created here).
@@ -25,6 +33,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -155,25 +164,47 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     return pwd.getpwnam(FALLBACK_USER)
 
 
-def _private_dir(prefix: str, owner: pwd.struct_passwd | None) -> Path:
-    # Directly under /tmp: pytest's tmp_path sits below a root-only 0700 directory.
-    directory = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+def _traversable(path: Path, owner: pwd.struct_passwd | None) -> bool:
+    """Whether ``owner`` (None = the current user) can reach files below ``path``."""
+    if owner is None:
+        return os.access(path, os.W_OK | os.X_OK)
+    for part in [path, *path.parents]:
+        info = part.stat()
+        if info.st_uid != owner.pw_uid and not info.st_mode & stat.S_IXOTH:
+            return False
+    return True
+
+
+def _private_dir(prefix: str, owner: pwd.struct_passwd | None, base_dir: Path | str | None) -> Path:
+    """A fresh directory for one server, below ``base_dir`` when the server's user can reach it.
+
+    pytest's tmp_path lies below a 0700 root-only directory, which an unprivileged PostgreSQL
+    cannot traverse; then the directory goes to the system temp dir instead.
+    """
+    parent = Path(base_dir) if base_dir is not None else None
+    if parent is None or not _traversable(parent, owner):
+        parent = Path(tempfile.gettempdir())
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
     if owner is not None:
         os.chown(directory, owner.pw_uid, owner.pw_gid)
     return directory
 
 
 def start_postgres(
-    *, user: str = "autodealgenie", dbname: str = "autodealgenie", password: str | None = None
+    base_dir: Path | str | None = None,
+    *,
+    user: str = "autodealgenie",
+    dbname: str = "autodealgenie",
+    password: str | None = None,
 ) -> PgInstance:
-    """initdb into a temporary directory and run postgres on a free 127.0.0.1 port.
+    """initdb into a new directory (below ``base_dir`` if reachable) and run postgres on a free port.
 
     Creates role ``user`` (password auth, scram-sha-256) owning database ``dbname``. The superuser
     ``postgres`` is reachable only through the instance's private Unix socket (``superuser_dsn``).
     """
     bindir = pg_bindir()
     owner = _unprivileged_user()
-    directory = _private_dir("adg-pg-", owner)
+    directory = _private_dir("adg-pg-", owner, base_dir)
     data, sockets, log = directory / "data", directory / "sockets", directory / "postgres.log"
     password = password or secrets.token_urlsafe(16)
     run_as = {"user": owner.pw_uid, "group": owner.pw_gid, "extra_groups": []} if owner else {}
@@ -271,8 +302,8 @@ def _psql(bindir: Path, dsn: str, sql: str, env: dict, run_as: dict) -> None:
 
 
 @contextlib.contextmanager
-def postgres(**kwargs):
-    instance = start_postgres(**kwargs)
+def postgres(base_dir: Path | str | None = None, **kwargs):
+    instance = start_postgres(base_dir, **kwargs)
     try:
         yield instance
     finally:
@@ -292,13 +323,13 @@ class RedisInstance(_Server):
         return f"redis://{auth}{self.host}:{self.port}/0"
 
 
-def start_redis(*, password: str | None = None) -> RedisInstance:
+def start_redis(base_dir: Path | str | None = None, *, password: str | None = None) -> RedisInstance:
     """redis-server on a free 127.0.0.1 port, no persistence, its own directory.
 
     ``password`` sets ``requirepass`` (default user); None = no auth.
     """
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    directory = _private_dir("adg-redis-", None)
+    directory = _private_dir("adg-redis-", None, base_dir)
     port = free_port()
     log = directory / "redis.log"
     args = [
@@ -336,8 +367,8 @@ def start_redis(*, password: str | None = None) -> RedisInstance:
 
 
 @contextlib.contextmanager
-def redis_server(**kwargs):
-    instance = start_redis(**kwargs)
+def redis_server(base_dir: Path | str | None = None, **kwargs):
+    instance = start_redis(base_dir, **kwargs)
     try:
         yield instance
     finally:
@@ -362,9 +393,9 @@ def _nx_binary() -> str:
     return found
 
 
-def start_mongodb() -> MongoInstance:
+def start_mongodb(base_dir: Path | str | None = None) -> MongoInstance:
     """nx-27017 (MongoDB wire-protocol server over SQLite, a test stand-in) on a free 127.0.0.1 port."""
-    directory = _private_dir("adg-mongo-", None)
+    directory = _private_dir("adg-mongo-", None, base_dir)
     port = free_port()
     log = directory / "nx-27017.log"
     process = subprocess.Popen(
@@ -395,8 +426,8 @@ def start_mongodb() -> MongoInstance:
 
 
 @contextlib.contextmanager
-def mongodb():
-    instance = start_mongodb()
+def mongodb(base_dir: Path | str | None = None):
+    instance = start_mongodb(base_dir)
     try:
         yield instance
     finally:

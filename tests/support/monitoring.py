@@ -251,7 +251,7 @@ class GrafanaDouble(_Process):
         self,
         workdir,
         admin_user="admin",
-        admin_password="admin-test-password",
+        admin_password=None,
         token=None,
         provisioning=None,
         state_file=True,

@@ -879,13 +879,6 @@ def remove_network(lab: str) -> list[str]:
 # ---- machines ------------------------------------------------------------------------------
 
 
-def read_pid(pid_file: Path) -> int | None:
-    try:
-        return int(pid_file.read_text().strip())
-    except (OSError, ValueError):
-        return None
-
-
 def nspawn_pids(machine_dir: Path) -> list[int]:
     """systemd-nspawn processes running ``machine_dir`` (found via /proc, survives lost pid files)."""
     pids = []
@@ -1091,21 +1084,20 @@ def wait_for_ssh(state: State, spec: LabSpec, hosts: list[HostSpec], timeout: fl
     return done
 
 
-def stop_machine(state: State, lab: str, host: str, timeout: float = STOP_TIMEOUT) -> bool:
-    """Power a host off: SIGTERM to nspawn (clean systemd shutdown), SIGKILL after ``timeout``."""
-    pids = set(nspawn_pids(state.machine_dir(lab, host)))
-    recorded = read_pid(state.pid_file(lab, host))
-    if recorded and recorded in nspawn_pids(state.machine_dir(lab, host)):
-        pids.add(recorded)
-    if not pids:
-        return False
+def stop_machines(state: State, lab: str, hosts: Iterable[str], timeout: float = STOP_TIMEOUT) -> list[str]:
+    """Power hosts off together: SIGTERM to each nspawn (clean systemd shutdown), SIGKILL after
+    ``timeout``. Returns the hosts that were running."""
+    pids: dict[int, str] = {}
+    for host in hosts:
+        for pid in nspawn_pids(state.machine_dir(lab, host)):
+            pids[pid] = host
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and any(_alive(p) for p in pids):
-        time.sleep(0.3)
-    for pid in pids:
+        time.sleep(0.2)
+    for pid, host in pids.items():
         if _alive(pid):
             log(f"{host}: no clean shutdown after {timeout:.0f}s, killing")
             with contextlib.suppress(ProcessLookupError):
@@ -1114,7 +1106,7 @@ def stop_machine(state: State, lab: str, host: str, timeout: float = STOP_TIMEOU
                 os.kill(pid, signal.SIGKILL)
     while any(_alive(p) for p in pids):
         time.sleep(0.2)
-    return True
+    return sorted(set(pids.values()))
 
 
 def kill_orphans(directory: Path) -> int:
@@ -1258,7 +1250,7 @@ def destroy_lab(state: State, lab: str) -> None:
         if machines.exists():
             hosts |= {p.name for p in machines.iterdir() if not p.name.startswith(".")}
         started = time.monotonic()
-        stopped = [h for h in sorted(hosts) if stop_machine(state, lab, h)]
+        stopped = stop_machines(state, lab, sorted(hosts))
         orphans = kill_orphans(state.lab_dir(lab)) if state.lab_dir(lab).exists() else 0
         if orphans:
             log(f"lab {lab}: killed {orphans} orphaned machine processes")

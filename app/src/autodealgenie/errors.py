@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TypeVar
 
+import psycopg2
 from flask import Flask, jsonify, request
 from pydantic import BaseModel, ValidationError
 from werkzeug.exceptions import HTTPException
@@ -75,6 +76,15 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code == 405 and exc.valid_methods:
             headers["Allow"] = ", ".join(sorted(exc.valid_methods))
         return _response(exc.code or 500, exc.description or exc.name, headers)
+
+    @app.errorhandler(psycopg2.DataError)
+    def _data_error(exc: psycopg2.DataError):
+        # Values that pass validation but not the column type (e.g. an id beyond bigint).
+        return _response(422, "A value is out of range for the database")
+
+    @app.errorhandler(psycopg2.IntegrityError)
+    def _integrity_error(exc: psycopg2.IntegrityError):
+        return _response(409, "The request conflicts with existing data")
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):

@@ -119,12 +119,41 @@ def init_metrics(app: Flask, config: Config) -> None:
     _install_http_hooks(app, untracked_rules)
 
 
+class _RouteSeries:
+    """The metric children of one (method, handler), resolved once: labels() costs a lock per call."""
+
+    __slots__ = (
+        "duration",
+        "handler",
+        "inprogress",
+        "method",
+        "request_size",
+        "requests_by_status",
+        "response_size",
+    )
+
+    def __init__(self, method: str, handler: str):
+        self.method = method
+        self.handler = handler
+        self.inprogress = metrics.requests_inprogress.labels(method, handler)
+        self.duration = metrics.http_request_duration.labels(method, handler)
+        self.request_size = metrics.http_request_size.labels(handler)
+        self.response_size = metrics.http_response_size.labels(handler)
+        self.requests_by_status: dict = {}  # filled on first use: no zero series for unseen statuses
+
+    def count(self, status_code: int) -> None:
+        status = metrics.grouped_status(status_code)
+        counter = self.requests_by_status.get(status)
+        if counter is None:
+            counter = self.requests_by_status[status] = metrics.http_requests.labels(
+                self.method, status, self.handler
+            )
+        counter.inc()
+
+
 def _install_http_hooks(app: Flask, untracked_rules: set[str]) -> None:
-    inprogress = metrics.requests_inprogress
-    requests_total = metrics.http_requests
-    duration = metrics.http_request_duration
-    request_size = metrics.http_request_size
-    response_size = metrics.http_response_size
+    # Bounded: route templates x methods, plus one "unmatched" handler for any unknown path.
+    series: dict[tuple[str, str], _RouteSeries] = {}
 
     @app.before_request
     def _start_timer():
@@ -132,26 +161,27 @@ def _install_http_hooks(app: Flask, untracked_rules: set[str]) -> None:
         handler = rule.rule if rule is not None else metrics.UNMATCHED_HANDLER
         if handler in untracked_rules:
             return
-        g.metrics_handler = handler
+        key = (request.method, handler)
+        route = series.get(key)
+        if route is None:
+            route = series[key] = _RouteSeries(*key)
+        route.inprogress.inc()
+        g.metrics_route = route
         g.metrics_start = time.perf_counter()
-        gauge = inprogress.labels(request.method, handler)
-        gauge.inc()
-        g.metrics_inprogress = gauge
 
     @app.after_request
     def _record(response: Response):
-        handler = g.get("metrics_handler")
-        if handler is None:
+        route = g.get("metrics_route")
+        if route is None:
             return response
-        method = request.method
-        duration.labels(method, handler).observe(time.perf_counter() - g.metrics_start)
-        requests_total.labels(method, metrics.grouped_status(response.status_code), handler).inc()
-        request_size.labels(handler).observe(request.content_length or 0)
-        response_size.labels(handler).observe(response.calculate_content_length() or 0)
+        route.duration.observe(time.perf_counter() - g.metrics_start)
+        route.count(response.status_code)
+        route.request_size.observe(request.content_length or 0)
+        route.response_size.observe(response.calculate_content_length() or 0)
         return response
 
     @app.teardown_request
     def _finish(_exc):
-        gauge = g.pop("metrics_inprogress", None)
-        if gauge is not None:
-            gauge.dec()
+        route = g.pop("metrics_route", None)
+        if route is not None:
+            route.inprogress.dec()

@@ -166,9 +166,9 @@ def rule_group_names(mon):
 
 
 def last_reload_successful(mon):
-    status, body = request(mon["prometheus"] + "/api/v1/query?query=prometheus_config_last_reload_successful")
-    assert status == 200, body
-    return [r["value"][1] for r in body["data"]["result"]] == ["1"]
+    status, text = request(mon["prometheus"] + "/metrics")
+    assert status == 200, text
+    return re.search(r"^prometheus_config_last_reload_successful 1$", text, re.MULTILINE) is not None
 
 
 # --- services --------------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ def test_silence_create_is_idempotent_then_updates_and_expires(run, run_ansible,
     assert longer["changed"] and longer["diff"]["before"]["comment"] == "rolling upgrade of app1"
     [updated] = live_silences(am, instance="app1")
     assert updated["id"] == longer["silence_id"] and updated["comment"] == "upgrade takes longer"
+    assert longer["silence_id"] == created["silence_id"] and "previous_id" not in longer, "updated in place"
     assert (
         run("alertmanager_silence", dict(args, duration="2h", comment="upgrade takes longer"))["changed"]
         is False
@@ -174,3 +175,18 @@ def test_delivery_unknown_receiver_fails_before_sending_and_check_mode_sends_not
         http_json(am.url + "/api/v2/alerts")
     )
     assert preview["check_id"] not in before
+
+
+def test_silence_managed_by_id(run, am):
+    created = run(
+        "alertmanager_silence", {"url": am.url, "matchers": ['job="redis"'], "duration": "1h", "comment": "a"}
+    )
+    by_id = {"url": am.url, "id": created["silence_id"], "duration": "1h", "comment": "b"}
+    updated = run("alertmanager_silence", by_id)
+    assert updated["changed"] and updated["matchers"] == ['job="redis"']
+    assert live_silences(am, job="redis")[0]["comment"] == "b"
+    assert run("alertmanager_silence", by_id)["changed"] is False
+    gone = run("alertmanager_silence", {"url": am.url, "id": created["silence_id"], "state": "absent"})
+    assert gone["changed"] and live_silences(am, job="redis") == []
+    missing = run("alertmanager_silence", dict(by_id, id="00000000-0000-0000-0000-000000000000"))
+    assert missing["failed"] and "does not exist" in missing["msg"]

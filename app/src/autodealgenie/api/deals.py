@@ -69,7 +69,7 @@ class DealUpdate(BaseModel):
 
 class ListQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    skip: Annotated[int, Field(ge=0)] = 0
+    skip: Annotated[int, Field(ge=0, le=10_000_000)] = 0
     limit: Annotated[int, Field(ge=1, le=100)] = 50
     status: Status | None = None
 

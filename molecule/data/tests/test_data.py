@@ -1,0 +1,378 @@
+"""Verify the data tier on real systemd test hosts (scenario `data`, lab 172.30.12.0/24).
+
+data1 runs PostgreSQL, Redis, the three exporters and the nx-27017 STAND-IN used as "an existing
+MongoDB"; app1 is an app-like client; mon1 is a monitoring-like host. Ports and names come from
+playbooks/group_vars/all/topology.yml, secrets from this scenario run's generated secrets directory.
+The last tests run side converges (bad pg_hba entry, bad role input) and the real MongoDB install path
+in --check mode.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import testinfra
+import testinfra.utils.ansible_runner
+from adg_molecule import REPO, port, remote_tcp_probe, topology
+
+EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
+SECRETS = EPHEMERAL / "secrets"
+RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
+# Tests pick their hosts themselves (data/app/monitoring roles differ); none is parametrized by host.
+testinfra_hosts = RUNNER.get_hosts("postgres")[:1]
+
+TOPO = topology()
+PG_PORT = port("postgresql_port")
+REDIS_PORT = port("redis_port")
+EXPORTERS = {
+    "postgres": (port("postgres_exporter_port"), "pg_up"),
+    "redis": (port("redis_exporter_port"), "redis_up"),
+    "mongodb": (port("mongodb_exporter_port"), "mongodb_up"),
+}
+PG_APP_DB = TOPO["postgresql_app_database"]
+PG_APP_USER = TOPO["postgresql_app_user"]
+REDIS_APP_USER = TOPO["redis_app_user"]
+REDIS_EXPORTER_USER = TOPO["redis_exporter_user"]
+
+
+def _host(name: str):
+    return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
+
+
+DATA = _host(RUNNER.get_hosts(TOPO["adg_group_postgres"])[0])
+APP = _host(RUNNER.get_hosts(TOPO["adg_group_app"])[0])
+MON = _host(RUNNER.get_hosts(TOPO["adg_group_monitoring"])[0])
+
+
+def _address(host) -> str:
+    return str(host.ansible.get_variables()["ansible_host"])
+
+
+DATA_IP = _address(DATA)
+
+
+def _secret(name: str) -> str:
+    return (SECRETS / name).read_text().split()[0]
+
+
+# Secrets reach a test host as files (ansible copy with src=, so no secret is ever on a command line)
+# and are only ever passed around by name here, so a failing test cannot print one.
+HOST_CREDENTIAL_PATH = "/root/.adg-test-secret"
+INCORRECT_CREDENTIAL = "not-the-password-0123456789"
+
+
+def _install_secret(host, secret_name: str | None) -> None:
+    if secret_name is None:
+        host.ansible(
+            "copy", f"content={INCORRECT_CREDENTIAL} dest={HOST_CREDENTIAL_PATH} mode=0600", check=False
+        )
+    else:
+        host.ansible(
+            "copy", f"src={SECRETS / secret_name} dest={HOST_CREDENTIAL_PATH} mode=0600", check=False
+        )
+
+
+def _psql(host, secret_name: str | None, sql: str = "SELECT 1", address: str = DATA_IP):
+    """psql as the app role; secret_name None means a wrong password."""
+    _install_secret(host, secret_name)
+    host.check_output(
+        "umask 077; { printf '%%s:%%s:%%s:%%s:' %s %s %s %s; cat %s; } > /root/.pgpass",
+        address,
+        str(PG_PORT),
+        PG_APP_DB,
+        PG_APP_USER,
+        HOST_CREDENTIAL_PATH,
+    )
+    return host.run(
+        "psql -X -A -t -w 'host=%s port=%s dbname=%s user=%s connect_timeout=5' -c %s",
+        address,
+        str(PG_PORT),
+        PG_APP_DB,
+        PG_APP_USER,
+        sql,
+    )
+
+
+def _redis(host, user: str | None, secret_name: str | None, *command: str):
+    """redis-cli against the data host; user None means no authentication at all."""
+    words = " ".join(["%s"] * len(command))
+    if user is None:
+        return host.run(
+            "redis-cli --no-auth-warning -h %s -p %s " + words, DATA_IP, str(REDIS_PORT), *command
+        )
+    _install_secret(host, secret_name)
+    return host.run(
+        f'REDISCLI_AUTH="$(cat {HOST_CREDENTIAL_PATH})" redis-cli --no-auth-warning -h %s -p %s --user %s '
+        + words,
+        DATA_IP,
+        str(REDIS_PORT),
+        user,
+        *command,
+    )
+
+
+def _metrics(host, exporter: str) -> str:
+    exporter_port, _ = EXPORTERS[exporter]
+    return host.check_output("curl -sS --max-time 10 http://%s:%s/metrics", DATA_IP, str(exporter_port))
+
+
+def _cluster_unit() -> str:
+    version, cluster = DATA.check_output("pg_lsclusters -h | awk 'NR==1 {print $1, $2}'").split()
+    return f"postgresql@{version}-{cluster}"
+
+
+def _playbook(*args: str) -> subprocess.CompletedProcess:
+    """Run a side converge against this lab the way molecule runs converge."""
+    env = os.environ | {
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_PLAYBOOK_VARS_ROOT": "top",
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(EPHEMERAL / "facts"),
+        "ANSIBLE_FORCE_COLOR": "false",
+        "ANSIBLE_NOCOLOR": "true",
+    }
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(Path(INVENTORY).parent),
+            str(REPO / "molecule/data/side_converge.yml"),
+            *args,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+
+def _recap(output: str, host: str) -> dict[str, int]:
+    match = re.search(rf"^{host}\s+:\s+(.*)$", output, re.MULTILINE)
+    assert match, output[-3000:]
+    return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+
+# --- services -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        "postgresql",
+        "redis-server",
+        "prometheus-postgres-exporter",
+        "prometheus-redis-exporter",
+        "mongodb_exporter",
+    ],
+)
+def test_service_running_and_enabled(unit):
+    service = DATA.service(unit)
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_postgresql_cluster_running_and_enabled():
+    service = DATA.service(_cluster_unit())
+    assert service.is_running
+    assert service.is_enabled
+
+
+def test_listeners_are_private_or_loopback_only():
+    for listen_port in (PG_PORT, REDIS_PORT):
+        assert DATA.socket(f"tcp://{DATA_IP}:{listen_port}").is_listening
+        assert DATA.socket(f"tcp://127.0.0.1:{listen_port}").is_listening
+        assert not DATA.socket(f"tcp://0.0.0.0:{listen_port}").is_listening
+    for exporter_port, _ in EXPORTERS.values():
+        assert DATA.socket(f"tcp://{DATA_IP}:{exporter_port}").is_listening
+        assert not DATA.socket(f"tcp://0.0.0.0:{exporter_port}").is_listening
+        assert not DATA.socket(f"tcp://:::{exporter_port}").is_listening
+
+
+# --- PostgreSQL -----------------------------------------------------------------------------
+
+
+def test_app_role_connects_from_client_host_with_its_password():
+    result = _psql(APP, "postgresql_app_password", "SELECT current_user")
+    assert result.rc == 0, result.stderr
+    assert result.stdout.strip() == PG_APP_USER
+
+
+def test_app_connection_uses_scram():
+    sql = "SELECT rolpassword LIKE 'SCRAM-SHA-256$%%' FROM pg_authid WHERE rolname = :'role'"
+    check = "runuser -u postgres -- psql -X -A -t -v role=%s"
+    assert DATA.check_output(check + " <<'SQL'\n" + sql + "\nSQL", PG_APP_USER) == "t"
+    hba = DATA.check_output(
+        "runuser -u postgres -- psql -X -A -t -c %s",
+        "SELECT DISTINCT auth_method FROM pg_hba_file_rules WHERE auth_method <> 'peer' ORDER BY 1",
+    )
+    assert hba.split() == ["scram-sha-256"]
+
+
+def test_wrong_password_is_refused():
+    result = _psql(APP, None)
+    assert result.rc != 0
+    assert "password authentication failed" in result.stderr
+
+
+def test_address_not_in_pg_hba_is_refused():
+    """The data host itself is not an app client: pg_hba has no entry for its private address."""
+    result = _psql(DATA, "postgresql_app_password")
+    assert result.rc != 0
+    assert "no pg_hba.conf entry" in result.stderr
+
+
+def test_postgresql_port_closed_to_monitoring_host():
+    assert remote_tcp_probe(MON, DATA_IP, PG_PORT) != "open"
+
+
+def test_pg_stat_statements_preloaded():
+    assert "pg_stat_statements" in DATA.check_output(
+        "runuser -u postgres -- psql -X -A -t -c %s", "SHOW shared_preload_libraries"
+    )
+
+
+# --- Redis ----------------------------------------------------------------------------------
+
+
+def test_redis_refuses_unauthenticated_commands():
+    result = _redis(APP, None, None, "SET", "probe", "1")
+    assert "NOAUTH" in result.stdout + result.stderr
+
+
+def test_redis_app_user_works_and_exporter_user_cannot_read_data():
+    app = _redis(APP, REDIS_APP_USER, "redis_app_password", "SET", "adg:probe", "1")
+    assert app.stdout.strip() == "OK", app.stderr
+    exporter = _redis(APP, REDIS_EXPORTER_USER, "redis_exporter_password", "GET", "adg:probe")
+    assert "NOPERM" in exporter.stdout + exporter.stderr
+    wrong = _redis(APP, REDIS_APP_USER, None, "PING")
+    assert "WRONGPASS" in wrong.stdout + wrong.stderr
+
+
+# --- exporters ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("exporter", sorted(EXPORTERS))
+def test_exporter_answers_monitoring_host_with_up_1(exporter):
+    _, up_metric = EXPORTERS[exporter]
+    body = _metrics(MON, exporter)
+    assert re.search(rf"^{up_metric} 1(\.0)?$", body, re.MULTILINE), body[-2000:]
+
+
+def test_postgres_exporter_exports_pg_stat_statements_for_slow_queries():
+    body = _metrics(MON, "postgres")
+    assert re.search(r"^pg_stat_statements_db_calls_total\{.*datname=", body, re.MULTILINE)
+    assert "pg_stat_statements_db_exec_seconds_total" in body
+
+
+def test_redis_maxmemory_is_set():
+    body = _metrics(MON, "redis")
+    match = re.search(r"^redis_memory_max_bytes (\S+)$", body, re.MULTILINE)
+    assert match and float(match.group(1)) > 0
+
+
+@pytest.mark.parametrize("exporter", sorted(EXPORTERS))
+def test_exporter_port_refused_from_client_host(exporter):
+    exporter_port, _ = EXPORTERS[exporter]
+    assert remote_tcp_probe(APP, DATA_IP, exporter_port) != "open"
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/postgres_exporter/postgres_exporter.env",
+        "/etc/redis_exporter/redis_exporter.env",
+        "/etc/mongodb_exporter/mongodb_exporter.env",
+    ],
+)
+def test_secret_files_are_0600_root(path):
+    secret_file = DATA.file(path)
+    assert secret_file.exists
+    assert secret_file.mode == 0o600
+    assert secret_file.user == "root"
+
+
+def test_no_secret_in_units_or_process_list():
+    names = (
+        "postgresql_monitor_password",
+        "redis_exporter_password",
+        "postgresql_app_password",
+        "redis_app_password",
+    )
+    units = DATA.check_output(
+        "cat /etc/systemd/system/prometheus-postgres-exporter.service"
+        " /etc/systemd/system/prometheus-redis-exporter.service"
+        " /etc/systemd/system/mongodb_exporter.service /etc/redis/redis.conf"
+    )
+    processes = DATA.check_output("ps -eo args")
+    # Only names are compared in the asserts, so a failure cannot print a secret.
+    assert [name for name in names if _secret(name) in units] == []
+    assert [name for name in names if _secret(name) in processes] == []
+
+
+# --- side converges -------------------------------------------------------------------------
+
+
+def test_bad_hba_entry_fails_the_play_and_postgresql_keeps_serving():
+    hba_path = DATA.check_output("runuser -u postgres -- psql -X -A -t -c 'SHOW hba_file'")
+    before = DATA.file(hba_path).sha256sum
+    started = DATA.check_output("runuser -u postgres -- psql -X -A -t -c 'SELECT pg_postmaster_start_time()'")
+    bad = (
+        '{"postgresql_hba_entries": [{"type": "host", "database": "all", "user": "all", "address": "%s/33"}]}'
+    )
+    result = _playbook("--tags", "postgresql", "--limit", DATA.backend.host, "-e", bad % DATA_IP)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "PostgreSQL rejected the new configuration" in output
+    assert "invalid CIDR mask" in output
+    # Same server process, previous pg_hba.conf back on disk, the app still gets in.
+    assert (
+        DATA.check_output("runuser -u postgres -- psql -X -A -t -c 'SELECT pg_postmaster_start_time()'")
+        == started
+    )
+    assert DATA.file(hba_path).sha256sum == before
+    assert _psql(APP, "postgresql_app_password").rc == 0
+
+
+def test_port_given_as_text_is_rejected_before_anything_changes():
+    conf_dir = DATA.check_output("runuser -u postgres -- psql -X -A -t -c 'SHOW config_file'").rsplit("/", 1)[
+        0
+    ]
+    watched = [f"{conf_dir}/pg_hba.conf", f"{conf_dir}/conf.d/50-autodealgenie.conf"]
+    before = [DATA.file(path).sha256sum for path in watched]
+    result = _playbook(
+        "--tags",
+        "postgresql",
+        "--limit",
+        DATA.backend.host,
+        "-e",
+        '{"postgresql_port": "five-four-three-two"}',
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Validating arguments against arg spec" in output
+    assert "postgresql_port" in output and "int" in output
+    assert _recap(output, DATA.backend.host)["changed"] == 0
+    assert [DATA.file(path).sha256sum for path in watched] == before
+
+
+def test_real_mongodb_install_path_passes_check_mode():
+    """The vendor-repository path cannot run here (repository unreachable); it must pass --check."""
+    result = _playbook(
+        "--check", "--tags", "mongodb", "--limit", DATA.backend.host, "-e", '{"mongodb_manage_server": true}'
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert "Configure the vendor repository" in output
+    assert "Render mongod.conf" in output
+    # --check changed nothing: no repository file, no mongod.conf, the stand-in still serves.
+    assert not DATA.file("/etc/apt/sources.list.d/mongodb-org-8.0.sources").exists
+    assert not DATA.file("/etc/mongod.conf").exists
+    assert DATA.service("adg-nx27017").is_running
