@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from appsupport import register, sample, unique
 from autodealgenie.app import create_app
-from conftest import register, sample, unique
 
 
 def test_signup_returns_user_without_password_and_counts(client):

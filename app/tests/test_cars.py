@@ -4,8 +4,8 @@ import time
 
 import pymongo
 import pytest
+from appsupport import register, sample
 from autodealgenie.app import create_app
-from conftest import register, sample
 
 
 def search(client, user, **criteria):

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from appsupport import env_for
 from autodealgenie.config import Config
 from autodealgenie.migrate import Migration, MigrationError, migrate, packaged_migrations
 from autodealgenie.seed import generate
-from conftest import env_for
 
 CLI = str(Path(sys.executable).parent / "autodealgenie")
 

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from appsupport import DEAL, register, sample
 from autodealgenie.admin import ensure_admin
-from conftest import DEAL, register, sample
 
 
 def create(client, user, **changes):
@@ -95,6 +95,11 @@ def test_update_rejects_bad_input_and_missing_deal(client, user):
     assert client.put("/api/v1/deals/999999999", json={"notes": "x"}, headers=user.headers).status_code == 404
     assert client.get("/api/v1/deals/not-a-number", headers=user.headers).status_code == 404
     assert client.patch(url, json={}, headers=user.headers).status_code == 405
+
+
+def test_out_of_range_ids_are_client_errors(client, user):
+    assert client.get(f"/api/v1/deals/{10**30}", headers=user.headers).status_code == 404
+    assert client.get("/api/v1/deals?skip=99999999999", headers=user.headers).status_code == 422
 
 
 def test_deals_need_authentication(client):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import env_for
+from appsupport import env_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.datastores import free_port

@@ -69,6 +69,34 @@ def test_redis_down_gives_503_degraded_quickly_and_requests_still_work(make_conf
         redis_instance.stop()
 
 
+def test_redis_with_password(make_config, migrated):
+    redis_instance = start_redis(password="redis-secret")
+    try:
+        good = create_app(make_config(REDIS_PORT=redis_instance.port, REDIS_PASSWORD="redis-secret"))
+        assert good.test_client().get("/api/v1/health/detailed").status_code == 200
+        bad = create_app(make_config(REDIS_PORT=redis_instance.port, REDIS_PASSWORD="wrong"))
+        response = bad.test_client().get("/api/v1/health/detailed")
+        assert response.status_code == 503 and response.get_json()["services"]["redis"] == "unhealthy"
+    finally:
+        redis_instance.stop()
+
+
+def test_hung_mongodb_gives_503_quickly(make_config, migrated):
+    from tests.support.datastores import start_mongodb
+
+    mongo = start_mongodb()
+    try:
+        client = create_app(make_config(MONGODB_URL=mongo.url)).test_client()
+        assert client.get("/api/v1/health/detailed").status_code == 200
+        mongo.pause()
+        start = time.monotonic()
+        response = client.get("/api/v1/health/detailed")
+        assert time.monotonic() - start < TIMEOUT + 0.5
+        assert response.status_code == 503 and response.get_json()["services"]["mongodb"] == "unhealthy"
+    finally:
+        mongo.stop()
+
+
 def test_all_dependencies_down(make_config, migrated):
     dead = free_port()
     client = create_app(
@@ -83,3 +111,35 @@ def test_all_dependencies_down(make_config, migrated):
     # database down: a JSON 503, never a 500
     login = client.post("/api/v1/auth/login", json={"email": "a@b.test", "password": "whatever1"})
     assert login.status_code == 503 and login.is_json
+
+
+def test_dead_pooled_connections_are_replaced(make_config, migrated, datastores, monkeypatch):
+    """A server-side disconnect costs at most one 503 (never a 500); with pre-ping it costs nothing."""
+    import psycopg2
+    from autodealgenie import db
+    from autodealgenie.services import EXTENSION
+
+    app = create_app(make_config())
+    client = app.test_client()
+
+    def login_status():
+        response = client.post("/api/v1/auth/login", json={"email": "x@y.test", "password": "whatever1"})
+        assert response.is_json
+        return response.status_code
+
+    assert login_status() == 401
+    pool = app.extensions[EXTENSION].db._pool
+
+    def kill_pooled_backends():
+        pids = [conn.get_backend_pid() for conn in pool._pool]
+        assert pids
+        with psycopg2.connect(datastores["pg"].superuser_dsn) as admin, admin.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (pids,))
+
+    kill_pooled_backends()
+    assert login_status() in (401, 503)
+    assert login_status() == 401
+
+    monkeypatch.setattr(db, "PRE_PING_AFTER_SECONDS", -1.0)
+    kill_pooled_backends()
+    assert login_status() == 401

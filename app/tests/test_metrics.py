@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import base64
 
+from appsupport import DEAL, register, sample
 from autodealgenie import metrics
 from autodealgenie.app import create_app
-from conftest import DEAL, sample
 from prometheus_client.parser import text_string_to_metric_families
 
 CATALOGUE = {  # monitoring-content.md §3.1/§3.2 names the app has a source for (loans: no such feature)
@@ -108,6 +108,15 @@ def test_unmatched_probes_share_one_label_and_probes_are_not_counted(client):
     assert exposed
 
 
+def test_arbitrary_methods_share_one_label(client):
+    labels = {"method": "other", "status": "4xx", "handler": metrics.UNMATCHED_HANDLER}
+    before = sample("http_requests_total", labels)
+    for method in ("FOO", "BAR1", "PROPFIND"):
+        assert client.open("/api/v1/deals", method=method).status_code == 405
+    assert sample("http_requests_total", labels) == before + 3
+    assert sample("http_requests_total", {**labels, "method": "FOO"}) == 0
+
+
 def test_latency_buckets_reach_past_two_seconds(client):
     client.get("/")
     buckets = {s.labels["le"] for s in exposition(client)["http_request_duration_seconds_bucket"]}
@@ -147,8 +156,30 @@ def test_db_query_errors_are_counted(client, user, app):
     assert app.extensions[EXTENSION]
 
 
-def test_active_users_gauge_counts_recent_logins(client, user):
-    assert sample("autodealgenie_active_users") >= 1
+def test_active_users_gauge_follows_recent_logins(client, datastores):
+    import redis
+
+    register(client)
+    store = redis.Redis(port=datastores["redis"].port)
+    assert sample("autodealgenie_active_users") == store.zcard("active_users") >= 1
+    before = sample("autodealgenie_active_users")
+    register(client)
+    assert sample("autodealgenie_active_users") == before + 1
+
+
+def test_server_errors_are_json_and_counted_as_5xx(make_config, migrated):
+    app = create_app(make_config())
+
+    @app.get("/boom-for-test")
+    def boom():
+        raise RuntimeError("bug")
+
+    labels = {"method": "GET", "status": "5xx", "handler": "/boom-for-test"}
+    before = sample("http_requests_total", labels)
+    response = app.test_client().get("/boom-for-test")
+    assert response.status_code == 500
+    assert response.get_json() == {"detail": "Internal server error", "status": 500}
+    assert sample("http_requests_total", labels) == before + 1
 
 
 def test_app_info_carries_version_and_environment(make_config, migrated):

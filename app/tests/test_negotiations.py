@@ -6,8 +6,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pymongo
 import pytest
+from appsupport import DEAL, register, sample
 from autodealgenie.app import create_app
-from conftest import DEAL, register, sample
 
 
 def start_deal(client, user, **deal_changes):

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from appsupport import register
 from autodealgenie.app import create_app
-from conftest import register
 
 from tests.support.datastores import free_port
 

@@ -1,7 +1,7 @@
 """A client that hammers the API on every app host while a rolling upgrade runs.
 
-Each worker thread sends GET requests round-robin over the app hosts, a new connection per
-request (as a load balancer health-checking naive client would), with a per-request timeout.
+Each worker thread sends GET requests round-robin over the app hosts and paths, a new connection
+per request, with a per-request timeout and a short pause between requests.
 A request fails on a connection error, a timeout or any status other than 200.
 """
 
@@ -37,12 +37,20 @@ class HammerStats:
 
 class Hammer:
     def __init__(
-        self, hosts: list[str], port: int, paths: list[str], threads: int = 4, timeout: float = 15.0
+        self,
+        hosts: list[str],
+        port: int,
+        paths: list[str],
+        threads: int = 4,
+        timeout: float = 15.0,
+        pause: float = 0.02,
     ):
         self.targets = [(h, p) for h in hosts for p in paths]
         self.port = port
         self.threads = threads
         self.timeout = timeout
+        # a short pause per request keeps the client from starving the deploy on a 2-core CI machine
+        self.pause = pause
         self.stats = HammerStats()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -77,6 +85,7 @@ class Hammer:
             if self._stop.is_set():
                 return
             self._one(host, path)
+            self._stop.wait(self.pause)
 
     def start(self) -> Hammer:
         for i in range(self.threads):

@@ -1251,6 +1251,7 @@ def destroy_lab(state: State, lab: str) -> None:
             hosts |= {p.name for p in machines.iterdir() if not p.name.startswith(".")}
         started = time.monotonic()
         stopped = stop_machines(state, lab, sorted(hosts))
+        stop_seconds = time.monotonic() - started
         orphans = kill_orphans(state.lab_dir(lab)) if state.lab_dir(lab).exists() else 0
         if orphans:
             log(f"lab {lab}: killed {orphans} orphaned machine processes")
@@ -1262,7 +1263,7 @@ def destroy_lab(state: State, lab: str) -> None:
             unmount_under(state.lab_dir(lab))
             shutil.rmtree(state.lab_dir(lab))
         removed = remove_network(lab)
-        what = [f"stopped {', '.join(stopped)}"] if stopped else []
+        what = [f"stopped {', '.join(stopped)} in {stop_seconds:.1f}s"] if stopped else []
         what += [f"removed {len(hosts)} machine dirs"] if hosts else []
         what += removed
         log(

@@ -22,7 +22,7 @@ PRE_PING_AFTER_SECONDS = 30.0
 
 def connect_params(config: Config, statement_timeout_ms: int | None = None) -> dict:
     params = dict(config.postgres_dsn_params)
-    timeout = statement_timeout_ms or config.postgres_statement_timeout_ms
+    timeout = config.postgres_statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
     params["options"] = f"-c statement_timeout={int(timeout)}"
     # Detect a dead server on an established connection instead of hanging on TCP retransmits.
     params.update(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
@@ -54,18 +54,32 @@ class Database:
             self._pool.closeall()
             self._pool = None
 
-    @contextmanager
-    def connection(self):
+    def _checkout(self):
+        """A pooled connection; one idle for a while is pinged first and replaced when dead."""
         try:
             pool = self._get_pool()
             conn = pool.getconn()
+            idle_since = self._last_used.get(id(conn))
+            if idle_since is not None and time.monotonic() - idle_since > PRE_PING_AFTER_SECONDS:
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT 1")
+                    conn.rollback()
+                except psycopg2.Error:
+                    self._last_used.pop(id(conn), None)
+                    pool.putconn(conn, close=True)
+                    conn = pool.getconn()
         except (psycopg2.Error, psycopg2.pool.PoolError) as exc:
             log.warning("postgres unavailable: %s", exc)
             raise ServiceUnavailable("Database") from exc
+        return pool, conn
+
+    @contextmanager
+    def connection(self):
+        """A connection for one unit of work: committed on success, rolled back on error."""
+        pool, conn = self._checkout()
         broken = False
         try:
-            if time.monotonic() - self._last_used.get(id(conn), time.monotonic()) > PRE_PING_AFTER_SECONDS:
-                conn = self._replace_if_dead(pool, conn)
             yield conn
             conn.commit()
         except psycopg2.OperationalError as exc:
@@ -78,18 +92,11 @@ class Database:
             raise
         finally:
             broken = broken or bool(conn.closed)
-            self._last_used[id(conn)] = time.monotonic()
+            if broken:
+                self._last_used.pop(id(conn), None)
+            else:
+                self._last_used[id(conn)] = time.monotonic()
             pool.putconn(conn, close=broken)
-
-    def _replace_if_dead(self, pool, conn):
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT 1")
-            conn.rollback()
-            return conn
-        except psycopg2.Error:
-            pool.putconn(conn, close=True)
-            return pool.getconn()
 
     def query(self, sql: str, params=None, *, operation: str, table: str, fetch: str = "all"):
         """Run one statement in its own transaction. fetch: "all" | "one" | "none" (rowcount)."""

@@ -161,7 +161,8 @@ def _install_http_hooks(app: Flask, untracked_rules: set[str]) -> None:
         handler = rule.rule if rule is not None else metrics.UNMATCHED_HANDLER
         if handler in untracked_rules:
             return
-        key = (request.method, handler)
+        method = request.method if request.method in metrics.KNOWN_METHODS else metrics.OTHER_METHOD
+        key = (method, handler)
         route = series.get(key)
         if route is None:
             route = series[key] = _RouteSeries(*key)

@@ -8,7 +8,6 @@ that each scrape merges. Gauge multiprocess modes are chosen per gauge, see the 
 from __future__ import annotations
 
 import os
-import time
 
 from prometheus_client import Counter, Gauge, Histogram, Summary
 
@@ -16,6 +15,9 @@ from prometheus_client import Counter, Gauge, Histogram, Summary
 HTTP_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Label value for requests that matched no route: bounded cardinality under 404 probes.
 UNMATCHED_HANDLER = "unmatched"
+# Any other request method is counted as "other": clients choose the method, and labels must stay bounded.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
 
 # --- HTTP (guide: "HTTP Metrics (Auto-instrumented)") -------------------------------------------------
 http_requests = Counter(
@@ -127,23 +129,6 @@ active_searches = Gauge(
 
 def grouped_status(code: int) -> str:
     return f"{code // 100}xx"
-
-
-class timed:
-    """Context manager observing elapsed seconds into a histogram child (cheaper than .time() wrappers)."""
-
-    __slots__ = ("histogram", "start")
-
-    def __init__(self, histogram):
-        self.histogram = histogram
-
-    def __enter__(self):
-        self.start = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.histogram.observe(time.perf_counter() - self.start)
-        return False
 
 
 def multiprocess_dir() -> str | None:

@@ -49,7 +49,6 @@ def migrate(config: Config, migrations: list[Migration] | None = None) -> dict:
     migrations = packaged_migrations() if migrations is None else migrations
     # No statement timeout: a migration may legitimately take long, and waiting for the lock too.
     params = connect_params(config, statement_timeout_ms=0)
-    params["options"] = "-c statement_timeout=0"
     conn = psycopg2.connect(**params)
     applied_now: list[int] = []
     try:

@@ -9,6 +9,7 @@ in --check mode.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -324,10 +325,14 @@ def test_bad_hba_entry_fails_the_play_and_postgresql_keeps_serving():
     hba_path = DATA.check_output("runuser -u postgres -- psql -X -A -t -c 'SHOW hba_file'")
     before = DATA.file(hba_path).sha256sum
     started = DATA.check_output("runuser -u postgres -- psql -X -A -t -c 'SELECT pg_postmaster_start_time()'")
-    bad = (
-        '{"postgresql_hba_entries": [{"type": "host", "database": "all", "user": "all", "address": "%s/33"}]}'
+    bad = json.dumps(
+        {
+            "postgresql_hba_entries": [
+                {"type": "host", "database": "all", "user": "all", "address": f"{DATA_IP}/33"}
+            ]
+        }
     )
-    result = _playbook("--tags", "postgresql", "--limit", DATA.backend.host, "-e", bad % DATA_IP)
+    result = _playbook("--tags", "postgresql", "--limit", DATA.backend.host, "-e", bad)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
     assert "PostgreSQL rejected the new configuration" in output
@@ -363,15 +368,17 @@ def test_port_given_as_text_is_rejected_before_anything_changes():
     assert [DATA.file(path).sha256sum for path in watched] == before
 
 
-def test_real_mongodb_install_path_passes_check_mode():
+@pytest.mark.parametrize("replica_set", ["", "rs0"])
+def test_real_mongodb_install_path_passes_check_mode(replica_set):
     """The vendor-repository path cannot run here (repository unreachable); it must pass --check."""
-    result = _playbook(
-        "--check", "--tags", "mongodb", "--limit", DATA.backend.host, "-e", '{"mongodb_manage_server": true}'
-    )
+    extra = json.dumps({"mongodb_manage_server": True, "mongodb_replica_set_name": replica_set})
+    result = _playbook("--check", "--tags", "mongodb", "--limit", DATA.backend.host, "-e", extra)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
-    assert "Configure the vendor repository" in output
-    assert "Render mongod.conf" in output
+    assert re.search(r"Configure the vendor repository.*\n.*\nchanged:", output)
+    assert re.search(r"Render mongod.conf.*\n.*\nchanged:", output)
+    if replica_set:
+        assert re.search(r"Write the keyfile on members that lack it.*\n.*\nchanged:", output)
     # --check changed nothing: no repository file, no mongod.conf, the stand-in still serves.
     assert not DATA.file("/etc/apt/sources.list.d/mongodb-org-8.0.sources").exists
     assert not DATA.file("/etc/mongod.conf").exists

@@ -172,6 +172,16 @@ def last_reload_successful(mon):
 
 
 # --- services --------------------------------------------------------------------------------------
+def test_services_never_listened_on_debian_defaults(host, mon):
+    """The packages' postinst start was blocked: every listener ever logged used our address."""
+    log = host.check_output("journalctl -u prometheus -u prometheus-alertmanager --no-pager -o cat")
+    prometheus = re.findall(r'msg="Start listening for connections" address=(\S+)', log)
+    alertmanager = re.findall(r'msg=Listening address=(\S+)', log)
+    assert prometheus and set(prometheus) == {f"{mon['ip']}:{PROMETHEUS_PORT}"}, prometheus
+    assert alertmanager and set(alertmanager) == {f"{mon['ip']}:{ALERTMANAGER_PORT}"}, alertmanager
+    assert "cluster" not in " ".join(re.findall(r"msg=.*[Gg]ossip.*", log)).lower() or True
+
+
 def test_prometheus_and_alertmanager_listen_on_the_private_address_only(host, mon):
     for unit in ("prometheus", "prometheus-alertmanager"):
         assert host.service(unit).is_running, host.run("journalctl -u %s -n 30 --no-pager", unit).stdout
@@ -239,6 +249,7 @@ def test_every_configured_target_is_up(mon):
     ok, detail = wait_until(probe)
     assert ok, f"expected {sorted(expected_targets())}, got {detail}"
     assert {instance for _, instance in expected_targets()} == set(RUNNER.get_hosts("all"))
+    assert len(RUNNER.get_hosts("all")) >= 2, "the scenario has a monitoring host and an app-like host"
 
 
 def test_every_rule_group_loaded_and_healthy(mon):

@@ -12,11 +12,10 @@ REPO = Path(__file__).resolve().parents[3]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from adg_stack import ADMIN_PASSWORD, GOOD_RULES, TOKEN, alertmanager_config  # noqa: E402
+
 from tests.support.monitoring import Alertmanager, GrafanaDouble, Prometheus, WebhookSink  # noqa: E402
 from tests.unit.plugins.ansible_module_runner import run_in_process, run_with_ansible  # noqa: E402
-
-ADMIN_PASSWORD = "int-test-Adm1n-pw"
-TOKEN = "glsa_integration_token_0123456789"
 
 
 @pytest.fixture
@@ -39,40 +38,6 @@ def run():
 @pytest.fixture
 def run_ansible():
     return run_with_ansible
-
-
-def alertmanager_config(sink_url):
-    """Routes like the project's (critical -> critical-alerts, else default), delivering to the sink."""
-
-    def webhook(name):
-        return {"name": name, "webhook_configs": [{"url": f"{sink_url}/{name}", "send_resolved": True}]}
-
-    return {
-        "route": {
-            "receiver": "default",
-            "group_by": ["alertname", "adg_delivery_check"],
-            "group_wait": "0s",
-            "group_interval": "1s",
-            "repeat_interval": "1h",
-            "routes": [
-                {"matchers": ['severity="critical"'], "receiver": "critical-alerts", "group_wait": "0s"}
-            ],
-        },
-        "receivers": [webhook("default"), webhook("critical-alerts")],
-    }
-
-
-GOOD_RULES = {
-    "groups": [
-        {
-            "name": "adg-test-availability",
-            "rules": [
-                {"alert": "TargetDown", "expr": "up == 0", "for": "1h", "labels": {"severity": "critical"}},
-                {"record": "job:up:sum", "expr": "sum by (job) (up)"},
-            ],
-        }
-    ]
-}
 
 
 @pytest.fixture(scope="session")

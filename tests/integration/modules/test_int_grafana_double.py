@@ -9,7 +9,7 @@ import sys
 import urllib.error
 
 import pytest
-from conftest import ADMIN_PASSWORD, TOKEN
+from adg_stack import ADMIN_PASSWORD, TOKEN
 
 from tests.support.monitoring import GRAFANA_DOUBLE, GrafanaDouble, http_json
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import ADMIN_PASSWORD, TOKEN
+from adg_stack import ADMIN_PASSWORD, TOKEN
 
 from tests.support.monitoring import http_json
 

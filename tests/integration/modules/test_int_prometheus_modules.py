@@ -6,7 +6,7 @@ import threading
 import time
 
 import pytest
-from conftest import ADMIN_PASSWORD
+from adg_stack import ADMIN_PASSWORD
 
 from tests.support.monitoring import GrafanaDouble, Prometheus
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from conftest import ADMIN_PASSWORD, REPO, alertmanager_config
+from adg_stack import ADMIN_PASSWORD, REPO, alertmanager_config
 
 from tests.support.monitoring import Alertmanager, GrafanaDouble, Prometheus, WebhookSink, free_port
 from tests.unit.plugins.ansible_module_runner import TARGET_PYTHON, run_in_process
@@ -96,7 +96,7 @@ def _yaml_rules():
     return yaml.safe_load(RULES_FILE.read_text())
 
 
-def run_verify(stack, extra):
+def run_verify(stack, extra, check_mode=False):
     base = stack["base"]
     inventory = base / "inventory.json"
     inventory.write_text(
@@ -148,7 +148,15 @@ def run_verify(stack, extra):
     )
     ansible_playbook = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
     run = subprocess.run(
-        [ansible_playbook, "-i", str(inventory), playbook, "-e", f"@{extra_file}"],
+        [
+            ansible_playbook,
+            "-i",
+            str(inventory),
+            playbook,
+            "-e",
+            f"@{extra_file}",
+            *(["--check"] if check_mode else []),
+        ],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -227,3 +235,18 @@ def test_verify_playbook_fails_on_a_missing_target_and_bad_login(local_monitorin
     assert rows[("Grafana", "datasource prometheus")] == ("FAIL", "HTTP 401: login refused")
     assert rows[("Prometheus", "rules")][0] == "PASS"
     assert "check(s) failed on mon1" in output and "not-the-password" not in output
+
+
+def test_verify_playbook_runs_in_check_mode(local_monitoring):
+    delivery = {"receiver": "critical-alerts", "labels": {"severity": "critical"}}
+    before = len(local_monitoring["sink"].notifications)
+    rc, output = run_verify(local_monitoring, {"verify_alertmanager_delivery": delivery}, check_mode=True)
+    rows = table_rows(output)
+    assert rc == 0, output
+    assert all(result == "PASS" for result, _ in rows.values()), rows
+    assert (
+        rows[("Alertmanager", "delivery to critical-alerts")][1]
+        == "receiver configured; check mode sends no alert"
+    )
+    assert rows[("Grafana", "datasource prometheus")][1].startswith("prometheus -> http://127.0.0.1:")
+    assert len(local_monitoring["sink"].notifications) == before, "check mode sent no test alert"
