@@ -94,7 +94,7 @@ def gunicorn(datastores, migrated, tmp_path):
         "error_log": tmp_path / "error.log",
     }
     process.send_signal(signal.SIGTERM)
-    process.wait(30)
+    assert process.wait(30) == 0, "SIGTERM must stop gunicorn gracefully"
 
 
 def _wait_workers(master: int, count: int) -> None:

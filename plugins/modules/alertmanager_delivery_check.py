@@ -74,36 +74,11 @@ options:
     description: Base URL of Alertmanager, for example C(http://127.0.0.1:9093).
     type: str
     required: true
-  url_username:
-    description: User for basic auth. Ignored when O(token) is set.
-    type: str
-    aliases: [username]
-  url_password:
-    description: Password for basic auth.
-    type: str
-    aliases: [password]
   token:
     description: Bearer token, for Alertmanager behind an authenticating proxy.
     type: str
-  validate_certs:
-    description: Verify the server's TLS certificate.
-    type: bool
-    default: true
-  ca_path:
-    description: CA bundle used to verify the server's certificate.
-    type: path
-  timeout:
-    description: Seconds to wait for each HTTP attempt.
-    type: float
-    default: 10
-  retries:
-    description: Extra attempts, with exponential backoff, after connection errors and HTTP 5xx.
-    type: int
-    default: 3
-  use_proxy:
-    description: Use proxies from the environment (C(http_proxy), C(no_proxy)).
-    type: bool
-    default: true
+extends_documentation_fragment:
+  - adg_http
 attributes:
   check_mode:
     support: partial

@@ -97,41 +97,12 @@ options:
     description: Base URL of Grafana, for example C(http://127.0.0.1:3000).
     type: str
     required: true
-  url_username:
-    description: User for basic auth. Ignored when O(token) is set.
-    type: str
-    aliases: [username]
-  url_password:
-    description: Password for basic auth.
-    type: str
-    aliases: [password]
   token:
     description: Service-account token (or legacy API key), sent as a bearer token.
     type: str
-  org_id:
-    description:
-      - Organisation to act in, sent as the C(X-Grafana-Org-Id) header on each request.
-      - The user's current organisation is never switched. Defaults to the caller's current organisation.
-    type: int
-  validate_certs:
-    description: Verify the server's TLS certificate.
-    type: bool
-    default: true
-  ca_path:
-    description: CA bundle used to verify the server's certificate.
-    type: path
-  timeout:
-    description: Seconds to wait for each HTTP attempt.
-    type: float
-    default: 10
-  retries:
-    description: Extra attempts, with exponential backoff, after connection errors and HTTP 5xx.
-    type: int
-    default: 3
-  use_proxy:
-    description: Use proxies from the environment (C(http_proxy), C(no_proxy)).
-    type: bool
-    default: true
+extends_documentation_fragment:
+  - adg_http
+  - adg_http.grafana
 attributes:
   check_mode:
     support: full

@@ -105,33 +105,16 @@ options:
     description: User for basic auth (Prometheus C(--web.config.file)). Ignored when O(token) is set.
     type: str
     aliases: [username]
-  url_password:
-    description: Password for basic auth.
-    type: str
-    aliases: [password]
   token:
     description: Bearer token, for Prometheus behind an authenticating proxy.
     type: str
-  validate_certs:
-    description: Verify the server's TLS certificate.
-    type: bool
-    default: true
-  ca_path:
-    description: CA bundle used to verify the server's certificate.
-    type: path
-  timeout:
-    description: Seconds to wait for each HTTP attempt.
-    type: float
-    default: 10
   retries:
     description: Extra attempts, with exponential backoff, after connection errors and HTTP 5xx (Prometheus
       answers 503 until ready).
     type: int
     default: 3
-  use_proxy:
-    description: Use proxies from the environment (C(http_proxy), C(no_proxy)).
-    type: bool
-    default: true
+extends_documentation_fragment:
+  - adg_http
 attributes:
   check_mode:
     support: full

@@ -714,11 +714,23 @@ def ensure_image(state: State, inputs: ImageInputs) -> tuple[Path, float | None]
         )
         (build_dir / ".complete").write_text(time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
         build_dir.rename(image_dir)
-        for old in state.images.glob(f"{inputs.suite}-*"):
-            if old != image_dir:
+        remove_outdated_images(state, inputs.suite, image_dir)
+        return image_dir / "rootfs", time.monotonic() - started
+
+
+def remove_outdated_images(state: State, suite: str, keep: Path) -> None:
+    """Delete older images of ``suite``, unless a create is copying one right now (it holds the
+    copy lock shared); then they are left for the next build."""
+    with (state.images / ".copy.lock").open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log("an image copy is in progress; outdated images are kept for now")
+            return
+        for old in state.images.glob(f"{suite}-*"):
+            if old != keep:
                 log(f"removing outdated image {old.name}")
                 shutil.rmtree(old, ignore_errors=True)
-        return image_dir / "rootfs", time.monotonic() - started
 
 
 def customise_image(rootfs: Path, inputs: ImageInputs) -> None:
@@ -945,7 +957,11 @@ def prepare_machine(state: State, spec: LabSpec, host: HostSpec, image: Path) ->
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.parent.mkdir(parents=True, exist_ok=True)
-    run(["cp", "--reflink=auto", "-a", str(image), str(tmp)])
+    with (image.parent.parent / ".copy.lock").open("a") as copy_lock:
+        fcntl.flock(copy_lock, fcntl.LOCK_SH)  # keeps remove_outdated_images off this image
+        if not image.exists():
+            raise TesthostsError(f"image {image.parent.name} was replaced meanwhile; run create again")
+        run(["cp", "--reflink=auto", "-a", str(image), str(tmp)])
     (tmp / "etc/hostname").write_text(f"{host.name}\n")
     hosts = (tmp / "etc/hosts").read_text() if (tmp / "etc/hosts").exists() else ""
     hosts = re.sub(r"^127\.0\.1\.1\s.*\n?", "", hosts, flags=re.MULTILINE)

@@ -1,0 +1,49 @@
+"""Documentation shared by the project's HTTP modules (options of module_utils/adg_http.py)."""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    # Connection options every module accepts (http_argument_spec in module_utils/adg_http.py).
+    DOCUMENTATION = r"""
+options:
+  url_username:
+    aliases:
+    - username
+    description: User for basic auth. Ignored when O(token) is set.
+    type: str
+  url_password:
+    aliases:
+    - password
+    description: Password for basic auth.
+    type: str
+  validate_certs:
+    default: true
+    description: Verify the server's TLS certificate.
+    type: bool
+  ca_path:
+    description: CA bundle used to verify the server's certificate.
+    type: path
+  timeout:
+    default: 10
+    description: Seconds to wait for each HTTP attempt.
+    type: float
+  retries:
+    default: 3
+    description: Extra attempts, with exponential backoff, after connection errors and HTTP 5xx.
+    type: int
+  use_proxy:
+    default: true
+    description: Use proxies from the environment (C(http_proxy), C(no_proxy)).
+    type: bool
+"""
+
+    # Grafana modules act in one organisation, sent per request (X-Grafana-Org-Id).
+    GRAFANA = r"""
+options:
+  org_id:
+    description:
+    - Organisation to act in, sent as the C(X-Grafana-Org-Id) header on each request.
+    - The user's current organisation is never switched. Defaults to the caller's current organisation.
+    type: int
+"""
