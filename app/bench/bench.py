@@ -77,6 +77,7 @@ def start_gunicorn(env: dict, instrumented: bool, workdir: Path) -> tuple[subpro
         [str(BIN / "gunicorn"), "-c", "python:autodealgenie.gunicorn_conf", "autodealgenie.wsgi:app"],
         env=env,
         stdout=subprocess.DEVNULL,
+        start_new_session=True,
     )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -86,8 +87,21 @@ def start_gunicorn(env: dict, instrumented: bool, workdir: Path) -> tuple[subpro
                 return process, base
         except OSError:
             if time.monotonic() > deadline or process.poll() is not None:
+                stop_gunicorn(process)
                 raise RuntimeError("gunicorn did not start") from None
             time.sleep(0.3)
+
+
+def stop_gunicorn(process: subprocess.Popen) -> None:
+    """Graceful stop; the whole process group is killed if that does not finish in time."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(40)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
 
 
 def post(url: str, body: dict, token: str | None = None) -> dict:
@@ -188,9 +202,10 @@ def main() -> int:
         return 2
 
     workdir = Path(tempfile.mkdtemp(prefix="adg-bench-"))
-    stores = [start_postgres(), start_redis(), start_mongodb()]
-    servers = []
+    stores, servers = [], []
     try:
+        for starter in (start_postgres, start_redis, start_mongodb):
+            stores.append(starter())  # one by one: whatever started is stopped in `finally`
         pg, redis_instance, mongo = stores
         env = base_env(pg, redis_instance, mongo)
         for command in (["migrate"], ["seed", "--vehicles", "1000"]):
@@ -201,8 +216,9 @@ def main() -> int:
         on_dir.mkdir()
         off_dir.mkdir()
         on, on_base = start_gunicorn(env, True, on_dir)
+        servers.append(on)
         off, off_base = start_gunicorn(env, False, off_dir)
-        servers = [on, off]
+        servers.append(off)
         token = login(on_base)
         script = wrk_script(workdir, token)
         for base in (on_base, off_base):  # warm caches, pools and imports in every worker
@@ -272,9 +288,7 @@ def main() -> int:
         return 0
     finally:
         for server in servers:
-            server.send_signal(signal.SIGTERM)
-        for server in servers:
-            server.wait(30)
+            stop_gunicorn(server)
         for store in stores:
             store.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -72,29 +72,36 @@ def gunicorn(datastores, migrated, tmp_path):
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "error.log", "wb"),  # noqa: SIM115
+        start_new_session=True,  # own process group: the cleanup below reaches the workers too
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if (
-                requests.get(f"{base}/health", timeout=1).status_code == 200
-                and len(worker_pids(process.pid)) == WORKERS
-            ):
-                break
-        except requests.RequestException:
-            pass
-        assert time.monotonic() < deadline, (tmp_path / "error.log").read_text()
-        time.sleep(0.2)
-    yield {
-        "base": base,
-        "process": process,
-        "access_log": access_log,
-        "multiproc": multiproc,
-        "error_log": tmp_path / "error.log",
-    }
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(30) == 0, "SIGTERM must stop gunicorn gracefully"
+    try:
+        deadline = time.monotonic() + 60  # 4 workers importing on a busy 2-core machine
+        while True:
+            try:
+                if (
+                    requests.get(f"{base}/health", timeout=2).status_code == 200
+                    and len(worker_pids(process.pid)) == WORKERS
+                ):
+                    break
+            except requests.RequestException:
+                pass
+            assert process.poll() is None, (tmp_path / "error.log").read_text()
+            assert time.monotonic() < deadline, (tmp_path / "error.log").read_text()
+            time.sleep(0.2)
+        yield {
+            "base": base,
+            "process": process,
+            "access_log": access_log,
+            "multiproc": multiproc,
+            "error_log": tmp_path / "error.log",
+        }
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, "SIGTERM must stop gunicorn gracefully"
+    finally:
+        if process.poll() is None:  # startup failed or the graceful stop hung: never leak a server
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
 
 
 def _wait_workers(master: int, count: int) -> None:
