@@ -25,7 +25,7 @@ step_lint() {
 }
 
 step_unit() {
-  python -m pytest -q tests/testhosts tests/unit tests/monitoring
+  python -m pytest -q tests/testhosts tests/common tests/lint tests/unit tests/monitoring
 }
 
 step_app() {
@@ -46,6 +46,8 @@ step_modules() {
 
 step_molecule() {
   local scenario rc=0
+  # Build (or confirm cached) the test-host image once, before scenarios race for it.
+  python tests/testhosts/testhosts.py image || return 1
   for scenario in $ADG_SCENARIOS; do
     echo "--- molecule test -s $scenario"
     local started=$SECONDS

@@ -10,7 +10,6 @@ process-tree collector, which is what production exposes)."""
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 import math
 import os
@@ -30,7 +29,7 @@ import yaml
 from tests.monitoring import content
 from tests.monitoring.paths import REPO
 from tests.monitoring.promql import selectors
-from tests.support import exporters
+from tests.support import datastores, exporters
 
 BACKEND = "autodealgenie-backend"
 EXPORTER_JOBS = ("node", "postgres", "redis", "mongodb")
@@ -106,19 +105,6 @@ def _redis_cli(instance, *args):
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, env=env, check=True
     ).stdout.strip()
-
-
-NO_PRELOAD = (
-    "tests/support/datastores.start_postgres() has no `settings` parameter, so PostgreSQL runs without "
-    "shared_preload_libraries=pg_stat_statements and the pg_stat_statements_db_* metrics cannot exist"
-)
-
-
-def _start_postgres(datastores):
-    """PostgreSQL with pg_stat_statements preloaded (SlowQueries needs it); (instance, preloaded)."""
-    if "settings" in inspect.signature(datastores.start_postgres).parameters:
-        return datastores.start_postgres(settings={"shared_preload_libraries": "pg_stat_statements"}), True
-    return datastores.start_postgres(), False
 
 
 class Prometheus:
@@ -280,14 +266,11 @@ class App:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    datastores = pytest.importorskip(
-        "tests.support.datastores",
-        reason="tests/support/datastores.py (start_postgres/start_redis) not there yet",
-    )
     workdir = tmp_path_factory.mktemp("monitoring-stack")
     started = []
     try:
-        pg, preloaded = _start_postgres(datastores)
+        # pg_stat_statements preloaded, as the data tier configures it (SlowQueries needs it)
+        pg = datastores.start_postgres(settings={"shared_preload_libraries": "pg_stat_statements"})
         started.append(pg)
         database = content.topology()["postgresql_app_database"]
         monitor_user = content.topology()["postgresql_monitor_user"]
@@ -352,7 +335,7 @@ def stack(tmp_path_factory):
             if app is not None:
                 app.traffic()
         time.sleep(3 * SCRAPE_INTERVAL)
-        yield {"prometheus": prometheus, "names": names, "app_error": app_error, "preloaded": preloaded}
+        yield {"prometheus": prometheus, "names": names, "app_error": app_error}
     finally:
         for thing in reversed(started):
             thing.stop()
@@ -383,7 +366,6 @@ def test_query_names_only_exposed_metrics(stack, where, expr):
         allowed = _allowed_names(names, selector)
         assert selector.name in allowed, (
             f"{where}: {selector.name} is not exposed by job {selector.label('job')}"
-            + ("" if stack["preloaded"] else f" ({NO_PRELOAD})")
         )
 
 
@@ -402,7 +384,6 @@ def test_app_registry_has_the_http_metrics():
 
 def test_exporters_expose_what_the_rules_need(stack):
     names = stack["names"]
-    assert stack["preloaded"], NO_PRELOAD
     assert {
         "pg_up",
         "pg_stat_database_numbackends",
@@ -431,7 +412,4 @@ def test_every_panel_query_shows_data(stack, where, expr):
     status, body = stack["prometheus"].query(expr)
     assert status == 200, body
     values = [float(sample["value"][1]) for sample in body["data"]["result"]]
-    hint = "" if stack["preloaded"] or "pg_stat_statements" not in expr else f" ({NO_PRELOAD})"
-    assert values and not all(math.isnan(v) for v in values), (
-        f"{where}: no data for {expr}: {body['data']}{hint}"
-    )
+    assert values and not all(math.isnan(v) for v in values), f"{where}: no data for {expr}: {body['data']}"

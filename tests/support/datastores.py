@@ -196,10 +196,12 @@ def start_postgres(
     user: str = "autodealgenie",
     dbname: str = "autodealgenie",
     password: str | None = None,
+    settings: dict[str, str] | None = None,
 ) -> PgInstance:
     """initdb into a new directory (below ``base_dir`` if reachable) and run postgres on a free port.
 
-    Creates role ``user`` (password auth, scram-sha-256) owning database ``dbname``. The superuser
+    ``settings`` are extra server settings passed as ``-c name=value`` (e.g.
+    ``{"shared_preload_libraries": "pg_stat_statements"}``). Creates role ``user`` (password auth, scram-sha-256) owning database ``dbname``. The superuser
     ``postgres`` is reachable only through the instance's private Unix socket (``superuser_dsn``).
     """
     bindir = pg_bindir()
@@ -255,6 +257,7 @@ def start_postgres(
                     "max_connections=200",
                     "-c",
                     "ssl=off",
+                    *(arg for name, value in (settings or {}).items() for arg in ("-c", f"{name}={value}")),
                 ],
                 stdout=log_handle,
                 stderr=subprocess.STDOUT,

@@ -227,8 +227,11 @@ def test_address_not_in_pg_hba_is_refused():
     assert "no pg_hba.conf entry" in result.stderr
 
 
-def test_postgresql_port_closed_to_monitoring_host():
-    assert remote_tcp_probe(MON, DATA_IP, PG_PORT) != "open"
+@pytest.mark.parametrize("name", ["postgresql_port", "redis_port", "mongodb_port"])
+def test_database_ports_open_to_app_host_only(name):
+    """The firewall (common role, group_vars/<group>/firewall.yml) opens DB ports to the app group only."""
+    assert remote_tcp_probe(APP, DATA_IP, port(name)) == "open"
+    assert remote_tcp_probe(MON, DATA_IP, port(name)) != "open"
 
 
 def test_pg_stat_statements_preloaded():

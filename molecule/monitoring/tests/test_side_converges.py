@@ -1,0 +1,135 @@
+"""Side converges of the monitoring scenario, run from the controller like an operator would.
+
+* a bad rule fails at promtool validation while Prometheus keeps serving the old rules;
+* a good rule change is applied by a reload (same PID), and removing it cleans up;
+* --check after the converge reports nothing to change;
+* the grafana role's vendor install path passes --check on a host without Grafana, with a
+  fingerprint-checked key (a throw-away key served from the controller's lab address), and refuses
+  a key with another fingerprint.
+
+This module changes Prometheus' rules for a moment, so it runs after test_monitoring.py.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import pytest
+from monitoring_lab import (
+    MONITORING,
+    MONITORING_HOSTS,
+    REPO,
+    RUNNER,
+    SCENARIO,
+    ansible_playbook,
+    expected_rule_groups,
+    gpg,
+    last_reload_successful,
+    monitoring_urls,
+    prometheus_pid,
+    recap,
+    rule_group_names,
+    serve_directory,
+    throwaway_signing_key,
+)
+
+testinfra_hosts = MONITORING_HOSTS
+
+
+@pytest.fixture(scope="module")
+def mon():
+    return monitoring_urls()
+
+
+BAD_RULES = [
+    {"name": "molecule_bad", "rules": [{"alert": "MoleculeBad", "expr": "sum(up{job=", "for": "1m"}]},
+]
+GOOD_RULES = [
+    {"name": "molecule_extra", "rules": [{"record": "adg:molecule_targets_up:sum", "expr": "sum(up)"}]},
+]
+
+
+def converge_prometheus(extra_rules):
+    return ansible_playbook(
+        str(SCENARIO / "converge.yml"), "--tags", "prometheus", "--limit", MONITORING,
+        "--extra-vars", json.dumps({"prometheus_alert_rules_extra": extra_rules}),
+    )
+
+
+def test_bad_rule_fails_validation_and_prometheus_keeps_the_old_rules(host, mon):
+    before = host.check_output("sha256sum /etc/prometheus/rules.d/*.yml")
+    groups_before, pid_before = rule_group_names(mon), prometheus_pid(host)
+    result = converge_prometheus(BAD_RULES)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "failed to validate" in output, output[-3000:]
+    assert "Render the site-specific rule groups" in output
+    assert host.check_output("sha256sum /etc/prometheus/rules.d/*.yml") == before
+    assert rule_group_names(mon) == groups_before == expected_rule_groups()
+    assert prometheus_pid(host) == pid_before
+    assert last_reload_successful(mon)
+
+
+def test_good_rule_change_is_a_reload_and_removal_cleans_up(host, mon):
+    pid = prometheus_pid(host)
+    added = converge_prometheus(GOOD_RULES)
+    assert added.returncode == 0, added.stdout[-3000:]
+    assert recap(added.stdout, MONITORING_HOSTS[0])["changed"] >= 1
+    assert "molecule_extra" in rule_group_names(mon)
+    removed = converge_prometheus([])
+    assert removed.returncode == 0, removed.stdout[-3000:]
+    assert rule_group_names(mon) == expected_rule_groups()
+    assert not host.file("/etc/prometheus/rules.d/zz-site-extra.yml").exists
+    assert prometheus_pid(host) == pid, "a rule change must reload Prometheus, not restart it"
+    assert last_reload_successful(mon)
+
+
+def test_check_mode_after_converge_changes_nothing():
+    result = ansible_playbook(str(REPO / "playbooks" / "monitoring.yml"), "--check")
+    assert result.returncode == 0, result.stdout[-3000:]
+    for name in MONITORING_HOSTS:
+        assert recap(result.stdout, name)["changed"] == 0, result.stdout[-5000:]
+
+
+# --- the vendor install path, in check mode, on a host without Grafana -----------------------------------
+@pytest.fixture(scope="module")
+def key_server():
+    """A throw-away OpenPGP key served from the controller's lab address, like a repository mirror."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home, fingerprint = throwaway_signing_key(tmp)
+        webroot = Path(tmp, "www")
+        webroot.mkdir()
+        (webroot / "gpg.key").write_bytes(gpg(home, "--armor", "--export").stdout)
+        with serve_directory(webroot) as url:
+            yield {"url": url, "fingerprint": fingerprint}
+
+
+def other_host():
+    others = [name for name in RUNNER.get_hosts("all") if name not in MONITORING_HOSTS]
+    assert others, "the scenario needs a host outside the monitoring group"
+    return others[0]
+
+
+def vendor_check(key_server, fingerprint):
+    return ansible_playbook(
+        str(SCENARIO / "grafana_vendor_check.yml"), "--check", "--limit", other_host(),
+        "--extra-vars", json.dumps({"grafana_apt_repo_url": key_server["url"],
+                                    "grafana_apt_key_fingerprint": fingerprint}),
+    )
+
+
+def test_vendor_install_path_passes_check_mode(key_server):
+    result = vendor_check(key_server, key_server["fingerprint"])
+    output = result.stdout
+    assert result.returncode == 0, output[-4000:]
+    assert "Check the key is Grafana's" in output
+    assert "grafana is not installed yet" in output
+    assert recap(output, other_host())["failed"] == 0
+
+
+def test_vendor_install_path_refuses_a_key_with_another_fingerprint(key_server):
+    result = vendor_check(key_server, "B53AE77BADB630A683046005963FA27710458545")
+    assert result.returncode != 0
+    assert "expected only" in result.stdout, result.stdout[-3000:]
