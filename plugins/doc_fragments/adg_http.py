@@ -38,12 +38,43 @@ options:
     type: bool
 """
 
-    # Grafana modules act in one organisation, sent per request (X-Grafana-Org-Id).
+    # Grafana's API; the modules act in one organisation, sent per request (X-Grafana-Org-Id).
     GRAFANA = r"""
 options:
+  url:
+    description: Base URL of Grafana, for example C(http://127.0.0.1:3000).
+    required: true
+    type: str
+  token:
+    description: Service-account token (or legacy API key), sent as a bearer token.
+    type: str
   org_id:
     description:
     - Organisation to act in, sent as the C(X-Grafana-Org-Id) header on each request.
     - The user's current organisation is never switched. Defaults to the caller's current organisation.
     type: int
+"""
+
+    # Alertmanager's API v2.
+    ALERTMANAGER = r"""
+options:
+  url:
+    description: Base URL of Alertmanager, for example C(http://127.0.0.1:9093).
+    required: true
+    type: str
+  token:
+    description: Bearer token, for Alertmanager behind an authenticating proxy.
+    type: str
+"""
+
+    # Prometheus's HTTP API.
+    PROMETHEUS = r"""
+options:
+  url:
+    description: Base URL of Prometheus, for example C(http://127.0.0.1:9090).
+    required: true
+    type: str
+  token:
+    description: Bearer token, for Prometheus behind an authenticating proxy.
+    type: str
 """

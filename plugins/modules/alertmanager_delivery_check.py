@@ -70,15 +70,9 @@ options:
     description: Resolve the test alert afterwards (also done when the check fails).
     type: bool
     default: true
-  url:
-    description: Base URL of Alertmanager, for example C(http://127.0.0.1:9093).
-    type: str
-    required: true
-  token:
-    description: Bearer token, for Alertmanager behind an authenticating proxy.
-    type: str
 extends_documentation_fragment:
   - adg_http
+  - adg_http.alertmanager
 attributes:
   check_mode:
     support: partial

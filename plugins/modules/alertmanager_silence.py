@@ -73,13 +73,6 @@ options:
     description: Author recorded on the silence.
     type: str
     default: ansible
-  url:
-    description: Base URL of Alertmanager, for example C(http://127.0.0.1:9093).
-    type: str
-    required: true
-  token:
-    description: Bearer token, for Alertmanager behind an authenticating proxy.
-    type: str
   retries:
     description: Extra attempts, with exponential backoff, after connection errors and HTTP 5xx (never for
       the silence POST itself).
@@ -87,6 +80,7 @@ options:
     default: 3
 extends_documentation_fragment:
   - adg_http
+  - adg_http.alertmanager
 attributes:
   check_mode:
     support: full

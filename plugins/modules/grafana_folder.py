@@ -48,13 +48,6 @@ options:
     description: With O(state=absent), delete the folder even when it holds dashboards (they are deleted too).
     type: bool
     default: false
-  url:
-    description: Base URL of Grafana, for example C(http://127.0.0.1:3000).
-    type: str
-    required: true
-  token:
-    description: Service-account token (or legacy API key), sent as a bearer token.
-    type: str
 extends_documentation_fragment:
   - adg_http
   - adg_http.grafana

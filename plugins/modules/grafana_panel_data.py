@@ -76,19 +76,13 @@ options:
     description: Fail when a panel (not ignored) returns no data or its query errors.
     type: bool
     default: true
-  url:
-    description: Base URL of Prometheus, for example C(http://127.0.0.1:9090).
-    type: str
-    required: true
-  token:
-    description: Bearer token, for Prometheus behind an authenticating proxy.
-    type: str
   timeout:
     description: Seconds to wait for each HTTP attempt (also passed to Prometheus as the query timeout).
     type: float
     default: 10
 extends_documentation_fragment:
   - adg_http
+  - adg_http.prometheus
 attributes:
   check_mode:
     support: full

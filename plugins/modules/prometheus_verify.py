@@ -97,17 +97,10 @@ options:
     description: Seconds between polls.
     type: float
     default: 5
-  url:
-    description: Base URL of Prometheus, for example C(http://127.0.0.1:9090).
-    type: str
-    required: true
   url_username:
     description: User for basic auth (Prometheus C(--web.config.file)). Ignored when O(token) is set.
     type: str
     aliases: [username]
-  token:
-    description: Bearer token, for Prometheus behind an authenticating proxy.
-    type: str
   retries:
     description: Extra attempts, with exponential backoff, after connection errors and HTTP 5xx (Prometheus
       answers 503 until ready).
@@ -115,6 +108,7 @@ options:
     default: 3
 extends_documentation_fragment:
   - adg_http
+  - adg_http.prometheus
 attributes:
   check_mode:
     support: full
