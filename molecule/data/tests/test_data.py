@@ -131,7 +131,6 @@ def _playbook(*args: str) -> subprocess.CompletedProcess:
     """Run a side converge against this lab the way molecule runs converge."""
     env = os.environ | {
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
-        "ANSIBLE_PLAYBOOK_VARS_ROOT": "top",
         "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(EPHEMERAL / "facts"),
         "ANSIBLE_FORCE_COLOR": "false",
         "ANSIBLE_NOCOLOR": "true",
@@ -283,6 +282,39 @@ def test_redis_maxmemory_is_set():
 def test_exporter_port_refused_from_client_host(exporter):
     exporter_port, _ = EXPORTERS[exporter]
     assert remote_tcp_probe(APP, DATA_IP, exporter_port) != "open"
+
+
+# Test-only port for a second, throw-away mongodb_exporter on the data host's loopback.
+SCRATCH_EXPORTER_PORT = 19216
+
+
+def test_mongodb_exporter_reports_down_when_login_fails():
+    """mongodb_up means "authenticated ping worked": a URI whose login cannot succeed gives 0.
+
+    nx-27017 has no SCRAM, so any credentials fail there, the way a wrong password fails on MongoDB.
+    """
+    unit = "adg-test-mongodb-exporter-badauth"
+    uri = f"mongodb://{TOPO['mongodb_exporter_user']}:{INCORRECT_CREDENTIAL}@{DATA_IP}:{port('mongodb_port')}/admin"
+    DATA.check_output(
+        "systemd-run --collect --unit %s -p DynamicUser=yes"
+        " -E MONGODB_URI=%s -E MONGODB_EXPORTER_LISTEN_ADDRESS=%s -E MONGODB_EXPORTER_TIMEOUT_SECONDS=2"
+        " /opt/mongodb_exporter/venv/bin/python -I /opt/mongodb_exporter/mongodb_exporter.py",
+        unit,
+        uri,
+        f"127.0.0.1:{SCRATCH_EXPORTER_PORT}",
+    )
+    try:
+        scrape = (
+            "for i in $(seq 50); do"
+            " curl -sf --max-time 5 http://127.0.0.1:%s/metrics && break; sleep 0.2;"
+            " done"
+        )
+        body = DATA.check_output(scrape, str(SCRATCH_EXPORTER_PORT))
+        assert re.search(r"^mongodb_up 0(\.0)?$", body, re.MULTILINE), body
+        # The real exporter, with the deployment's URI, still reports the server up.
+        assert re.search(r"^mongodb_up 1(\.0)?$", _metrics(MON, "mongodb"), re.MULTILINE)
+    finally:
+        DATA.run("systemctl stop %s", unit)
 
 
 # --- secrets --------------------------------------------------------------------------------

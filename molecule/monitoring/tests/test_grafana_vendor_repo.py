@@ -108,7 +108,7 @@ def signed_repo():
 
 def install(repo, fingerprint):
     extra = {"grafana_apt_repo_url": repo["url"], "grafana_apt_key_fingerprint": fingerprint}
-    return ansible_playbook(str(SCENARIO / "grafana_vendor_check.yml"), "--tags", "grafana_install",
+    return ansible_playbook(str(SCENARIO / "fresh_host_check.yml"), "--tags", "grafana_install",
                             "--limit", testinfra_hosts[0], "--extra-vars", json.dumps(extra))
 
 

@@ -165,8 +165,10 @@ def test_last_reloads_successful(mon):
 def test_synthetic_alert_reaches_the_controller_webhook(mon):
     gateway, sink_port = lab_var("monitoring_lab_gateway"), int(lab_var("monitoring_lab_webhook_port"))
     test_id = uuid.uuid4().hex
-    labels = {"alertname": "MoleculeSyntheticAlert", "severity": "critical", "component": "backend",
-              "instance": "molecule", "adg_test_id": test_id}
+    # A new alert name is a new group (group_by has alertname): notified after group_wait, not after
+    # group_interval as a change to an earlier run's group would be.
+    labels = {"alertname": f"MoleculeSynthetic_{test_id[:12]}", "severity": "critical",
+              "component": "backend", "instance": "molecule", "adg_test_id": test_id}
     alert = {"labels": labels, "annotations": {"summary": "synthetic alert from the monitoring scenario"},
              "generatorURL": "http://molecule.invalid/"}
     with WebhookSink(gateway, sink_port) as sink:

@@ -3,9 +3,9 @@
 * a bad rule fails at promtool validation while Prometheus keeps serving the old rules;
 * a good rule change is applied by a reload (same PID), and removing it cleans up;
 * --check after the converge reports nothing to change;
-* the grafana role's vendor install path passes --check on a host without Grafana, with a
-  fingerprint-checked key (a throw-away key served from the controller's lab address), and refuses
-  a key with another fingerprint.
+* the three roles' install paths pass --check on a host without them (Grafana by the vendor path,
+  with a fingerprint-checked key: a throw-away key served from the controller's lab address), and
+  the vendor path refuses a key with another fingerprint.
 
 This module changes Prometheus' rules for a moment, so it runs after test_monitoring.py.
 """
@@ -114,18 +114,20 @@ def other_host():
 
 def vendor_check(key_server, fingerprint):
     return ansible_playbook(
-        str(SCENARIO / "grafana_vendor_check.yml"), "--check", "--limit", other_host(),
+        str(SCENARIO / "fresh_host_check.yml"), "--check", "--limit", other_host(),
         "--extra-vars", json.dumps({"grafana_apt_repo_url": key_server["url"],
                                     "grafana_apt_key_fingerprint": fingerprint}),
     )
 
 
-def test_vendor_install_path_passes_check_mode(key_server):
+def test_install_paths_pass_check_mode_on_a_fresh_host(key_server):
+    """All three roles in --check where nothing is installed; Grafana by the vendor path."""
     result = vendor_check(key_server, key_server["fingerprint"])
     output = result.stdout
     assert result.returncode == 0, output[-4000:]
     assert "Check the key is Grafana's" in output
-    assert "grafana is not installed yet" in output
+    for package in ("prometheus-alertmanager", "prometheus", "grafana"):
+        assert f"Check mode: {package} is not installed yet" in output, output[-4000:]
     assert recap(output, other_host())["failed"] == 0
 
 

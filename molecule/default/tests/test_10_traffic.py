@@ -1,6 +1,6 @@
-"""(2) The traffic generator exercises every endpoint on every app host; afterwards every
-dashboard panel returns data (grafana_panel_data, strict) and every business counter the
-dashboards use has moved."""
+"""(2) The traffic generator exercises every endpoint on every app host, and every business
+counter the dashboards use moves. (Every dashboard panel returning data is checked next, by
+verify.yml with no panel ignored: test_20_verify_playbook.py.)"""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from conftest import REPO, report, run_playbook
+from conftest import REPO, report
 
 DASHBOARDS = sorted((REPO / "roles" / "grafana" / "files" / "dashboards").glob("*.json"))
 
@@ -33,7 +33,7 @@ def counter_value(prometheus_url: str, name: str) -> float:
     return float(data[0]["value"][1]) if data else 0.0
 
 
-def test_traffic_moves_every_business_counter_and_fills_every_panel(prometheus_url, app_urls):
+def test_traffic_moves_every_business_counter(prometheus_url, app_urls):
     counters = business_counters()
     assert counters, f"no autodealgenie_*_total counter found in {DASHBOARDS}"
     before = {name: counter_value(prometheus_url, name) for name in counters}
@@ -56,8 +56,3 @@ def test_traffic_moves_every_business_counter_and_fills_every_panel(prometheus_u
         time.sleep(5)
     report("business counters moved:         " + ", ".join(f"{n}+{d:g}" for n, d in moved.items()))
     assert all(delta > 0 for delta in moved.values()), f"counters that did not move: {moved}"
-
-    panels = run_playbook(str(REPO / "molecule" / "default" / "panel_data.yml"))
-    summary = [line.strip() for line in panels.stdout.splitlines() if "panels with data" in line]
-    report("dashboard panels:                " + (summary[-1] if summary else f"rc={panels.returncode}"))
-    assert panels.returncode == 0, panels.stdout[-6000:] + panels.stderr[-2000:]
