@@ -193,6 +193,30 @@ def test_listeners_are_private_or_loopback_only():
         assert not DATA.socket(f"tcp://:::{exporter_port}").is_listening
 
 
+# --- install window: Debian's packaged defaults never served -----------------------------------
+
+
+def test_postgresql_first_start_already_listened_on_the_private_address():
+    """policy-rc.d 101 kept the packaged cluster stopped: its very first start used our drop-in."""
+    version, cluster = DATA.check_output("pg_lsclusters -h | awk 'NR==1 {print $1, $2}'").split()
+    log = DATA.check_output("cat /var/log/postgresql/postgresql-%s-%s.log", version, cluster)
+    first_start = log.split("database system is ready to accept connections")[0]
+    assert f'listening on IPv4 address "{DATA_IP}", port {PG_PORT}' in first_start
+
+
+@pytest.mark.parametrize(
+    ("unit", "marker"),
+    [
+        ("prometheus-postgres-exporter", "Listening on"),
+        ("prometheus-redis-exporter", "Providing metrics at"),
+    ],
+)
+def test_exporter_first_start_already_used_the_private_address(unit, marker):
+    """Debian's postinst would have started the exporter on every interface; the first start is ours."""
+    first = DATA.check_output("journalctl -u %s --no-pager -o cat | grep -m1 %s", unit, marker)
+    assert DATA_IP in first
+
+
 # --- PostgreSQL -----------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ This module changes Prometheus' rules for a moment, so it runs after test_monito
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from monitoring_lab import (
     monitoring_urls,
     prometheus_pid,
     recap,
+    request,
     rule_group_names,
     serve_directory,
     throwaway_signing_key,
@@ -51,11 +53,18 @@ GOOD_RULES = [
 ]
 
 
-def converge_prometheus(extra_rules):
+def converge_prometheus(extra_rules, **extra_vars):
     return ansible_playbook(
         str(SCENARIO / "converge.yml"), "--tags", "prometheus", "--limit", MONITORING,
-        "--extra-vars", json.dumps({"prometheus_alert_rules_extra": extra_rules}),
+        "--extra-vars", json.dumps({"prometheus_alert_rules_extra": extra_rules, **extra_vars}),
     )
+
+
+def handler_result(output, handler):
+    """'changed', 'ok' or 'skipping' for a handler that ran (None when it was not notified)."""
+    match = re.search(rf"RUNNING HANDLER \[prometheus : {handler}\].*?^(changed|ok|skipping):", output,
+                      re.MULTILINE | re.DOTALL)
+    return match.group(1) if match else None
 
 
 def test_bad_rule_fails_validation_and_prometheus_keeps_the_old_rules(host, mon):
@@ -83,6 +92,25 @@ def test_good_rule_change_is_a_reload_and_removal_cleans_up(host, mon):
     assert rule_group_names(mon) == expected_rule_groups()
     assert not host.file("/etc/prometheus/rules.d/zz-site-extra.yml").exists
     assert prometheus_pid(host) == pid, "a rule change must reload Prometheus, not restart it"
+    assert last_reload_successful(mon)
+
+
+def test_flag_and_rule_change_together_restart_once(host, mon):
+    """A flag change restarts; the reload notified by the rule change in the same run is skipped."""
+    pid = prometheus_pid(host)
+    both = converge_prometheus(GOOD_RULES, prometheus_retention_time="31d")
+    try:
+        assert both.returncode == 0, both.stdout[-3000:]
+        assert handler_result(both.stdout, "Restart prometheus") == "changed", both.stdout[-3000:]
+        assert handler_result(both.stdout, "Reload prometheus") == "skipping", both.stdout[-3000:]
+        assert prometheus_pid(host) != pid
+        assert "molecule_extra" in rule_group_names(mon)
+        status, body = request(mon["prometheus"] + "/api/v1/status/flags")
+        assert status == 200 and body["data"]["storage.tsdb.retention.time"] == "31d"
+    finally:
+        restored = converge_prometheus([])
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    assert rule_group_names(mon) == expected_rule_groups()
     assert last_reload_successful(mon)
 
 
