@@ -11,7 +11,7 @@ ADG_VENV="${ADG_VENV:-$ADG_ROOT/.venv}"
 # exporters) are used as binaries by tests that start private instances on loopback ports;
 # their system services are kept from starting on install and disabled afterwards.
 ADG_APT_PACKAGES=(
-  python3 python3-venv python3-dev gcc git openssh-client rsync curl ca-certificates
+  python3 python3-venv python3-dev gcc git openssh-client rsync curl ca-certificates gpg
   systemd-container debootstrap nftables iproute2
   postgresql redis-server
   prometheus prometheus-alertmanager prometheus-node-exporter
