@@ -200,9 +200,10 @@ def start_postgres(
 ) -> PgInstance:
     """initdb into a new directory (below ``base_dir`` if reachable) and run postgres on a free port.
 
-    ``settings`` are extra server settings passed as ``-c name=value`` (e.g.
-    ``{"shared_preload_libraries": "pg_stat_statements"}``). Creates role ``user`` (password auth, scram-sha-256) owning database ``dbname``. The superuser
+    Creates role ``user`` (password auth, scram-sha-256) owning database ``dbname``. The superuser
     ``postgres`` is reachable only through the instance's private Unix socket (``superuser_dsn``).
+    ``settings`` are extra server settings passed as ``-c name=value`` (e.g.
+    ``{"shared_preload_libraries": "pg_stat_statements"}``).
     """
     bindir = pg_bindir()
     owner = _unprivileged_user()
