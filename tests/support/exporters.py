@@ -4,7 +4,7 @@ Debian's binaries (apt: prometheus-node-exporter, prometheus-postgres-exporter,
 prometheus-redis-exporter) and the project's MongoDB exporter
 (roles/mongodb_exporter/files/mongodb_exporter.py, needs pymongo) run as child processes bound to
 127.0.0.1 on free ports, with the same flags the roles use where it matters (the postgres
-exporter gets docs/postgres_exporter_queries.yml). Credentials go through the environment, never
+exporter gets roles/postgres_exporter/files/queries.yml). Credentials go through the environment, never
 the command line. Point them at the datastores of tests/support/datastores.py.
 
     with start_redis_exporter("redis://127.0.0.1:6390", workdir) as exporter:
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-POSTGRES_EXPORTER_QUERIES = REPO / "docs/postgres_exporter_queries.yml"
+POSTGRES_EXPORTER_QUERIES = REPO / "roles/postgres_exporter/files/queries.yml"
 MONGODB_EXPORTER_SCRIPT = REPO / "roles/mongodb_exporter/files/mongodb_exporter.py"
 
 _SAMPLE_NAME = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)")
