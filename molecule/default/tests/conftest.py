@@ -136,7 +136,9 @@ def _converge_figures() -> list[str]:
     if not log.exists():
         return ["converge timings: no run_timing.jsonl (adg_run_timing callback not enabled?)"]
     runs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    site = [r for r in runs if r["playbook"] == "site.yml"]
+    # the log outlives a scenario run: only the converges since the latest create count
+    creates = [i for i, r in enumerate(runs) if r["playbook"] == "create.yml"]
+    site = [r for r in runs[(creates[-1] if creates else 0):] if r["playbook"] == "site.yml"]
     lines = []
     if len(site) >= 1:
         lines.append(f"fresh converge (site.yml):       {site[0]['seconds']:7.1f} s")
