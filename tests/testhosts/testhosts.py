@@ -1134,6 +1134,21 @@ def kill_orphans(directory: Path) -> int:
     return len(pids)
 
 
+def remove_machine_tree(directory: Path, attempts: int = 5) -> None:
+    """rmtree that outlasts a machine still dying: a process killed a moment ago can create files
+    while the tree is removed ("Directory not empty"), so kill stragglers again and retry."""
+    for attempt in range(1, attempts + 1):
+        try:
+            shutil.rmtree(directory)
+            return
+        except OSError as error:
+            if attempt == attempts:
+                raise
+            log(f"{directory}: {error.strerror}; killing stragglers and retrying ({attempt}/{attempts})")
+            kill_orphans(directory)
+            time.sleep(1)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -1277,7 +1292,7 @@ def destroy_lab(state: State, lab: str) -> None:
             harvest_apt_archives(state, state.machine_dir(lab, host))
         if state.lab_dir(lab).exists():
             unmount_under(state.lab_dir(lab))
-            shutil.rmtree(state.lab_dir(lab))
+            remove_machine_tree(state.lab_dir(lab))
         removed = remove_network(lab)
         what = [f"stopped {', '.join(stopped)} in {stop_seconds:.1f}s"] if stopped else []
         what += [f"removed {len(hosts)} machine dirs"] if hosts else []
