@@ -7,7 +7,6 @@ from functools import wraps
 
 from flask import g, request
 
-from ..db import run
 from ..errors import ApiError
 from ..security import ACCESS
 from ..services import services
@@ -23,6 +22,22 @@ def bearer_or_cookie(cookie_name: str) -> str | None:
     return request.cookies.get(cookie_name) or None
 
 
+def load_active_user(user_id: int, columns: str = USER_COLUMNS) -> dict:
+    """The user a token names: 401 when the account is gone, 403 when it is deactivated."""
+    user = services().db.query(
+        f"SELECT {columns} FROM users WHERE id = %s",  # noqa: S608 - identifiers from code, values bound
+        (user_id,),
+        operation="select",
+        table="users",
+        fetch="one",
+    )
+    if user is None:
+        raise ApiError(401, "User not found", headers={"WWW-Authenticate": "Bearer"})
+    if not user["is_active"]:
+        raise ApiError(403, "Inactive user")
+    return user
+
+
 def login_required(view):
     """Authenticate by `Authorization: Bearer <access>` or the httponly `access_token` cookie."""
 
@@ -33,20 +48,7 @@ def login_required(view):
             raise ApiError(401, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
         svc = services()
         claims = svc.tokens.decode(token, ACCESS)
-        with svc.db.connection() as conn:
-            user = run(
-                conn,
-                f"SELECT {USER_COLUMNS} FROM users WHERE id = %s",  # noqa: S608 - identifiers from code, values bound
-                (int(claims["sub"]),),
-                operation="select",
-                table="users",
-                fetch="one",
-            )
-        if user is None:
-            raise ApiError(401, "User not found", headers={"WWW-Authenticate": "Bearer"})
-        if not user["is_active"]:
-            raise ApiError(403, "Inactive user")
-        g.user = user
+        g.user = load_active_user(int(claims["sub"]))
         return view(*args, **kwargs)
 
     return wrapper

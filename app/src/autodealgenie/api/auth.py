@@ -16,7 +16,7 @@ from ..errors import ApiError, parse_body
 from ..security import ACCESS, REFRESH
 from ..services import services
 from ..stores import Unavailable
-from . import USER_COLUMNS, bearer_or_cookie, client_address, jsonable, login_required
+from . import USER_COLUMNS, bearer_or_cookie, client_address, jsonable, load_active_user, login_required
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
@@ -177,17 +177,7 @@ def refresh():
     claims = svc.tokens.decode(token, REFRESH)
     if _is_revoked(claims):
         raise ApiError(401, "Token revoked", headers={"WWW-Authenticate": "Bearer"})
-    user = svc.db.query(
-        "SELECT id, is_active FROM users WHERE id = %s",
-        (int(claims["sub"]),),
-        operation="select",
-        table="users",
-        fetch="one",
-    )
-    if user is None:
-        raise ApiError(401, "User not found", headers={"WWW-Authenticate": "Bearer"})
-    if not user["is_active"]:
-        raise ApiError(403, "Inactive user")
+    user = load_active_user(int(claims["sub"]), columns="id, is_active")
     _revoke(claims)  # rotation: each refresh token works once
     return _token_response(user["id"])
 
