@@ -60,20 +60,45 @@ step_molecule() {
 selected=("$@")
 [ ${#selected[@]} -eq 0 ] && selected=("${ADG_STEPS[@]}")
 
-passed=0 failed=0 summary=()
 for step in "${selected[@]}"; do
   if ! declare -F "step_$step" >/dev/null; then
     echo "unknown step '$step' (steps: ${ADG_STEPS[*]})" >&2
     exit 2
   fi
+done
+
+# Each step's output is kept so the summary can repeat why a step failed: CI often shows only the
+# tail of a long log, and the failure itself scrolls out of it.
+step_logs="$(mktemp -d)"
+trap 'rm -rf "$step_logs"' EXIT
+
+why_failed() {
+  local log="$1" reasons
+  reasons="$(grep -E '^(FAILED|ERROR) |^E  |fatal: |FAILED! |^ERROR|[Ee]rror: |^--- FAIL|failed=[1-9]' "$log" | tail -n 40)"
+  if [ -n "$reasons" ]; then
+    printf '%s\n' "$reasons"
+  else
+    tail -n 25 "$log"
+  fi
+}
+
+passed=0 failed=0 summary=() failures=()
+for step in "${selected[@]}"; do
   echo "=== $step"
   started=$SECONDS
-  if "step_$step"; then
+  "step_$step" 2>&1 | tee "$step_logs/$step.log"
+  if [ "${PIPESTATUS[0]}" -eq 0 ]; then
     passed=$((passed + 1)); result=ok
   else
-    failed=$((failed + 1)); result=FAILED
+    failed=$((failed + 1)); result=FAILED; failures+=("$step")
   fi
   summary+=("$(printf '%-10s %-7s %5d s' "$step" "$result" $((SECONDS - started)))")
+done
+
+for step in "${failures[@]}"; do
+  echo
+  echo "=== why $step failed"
+  why_failed "$step_logs/$step.log"
 done
 
 echo

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the controller needs to run the sandbox and the tests: Debian packages and a
 # pinned Python venv in .venv. Safe to run repeatedly: it only installs what is missing.
-# Source it (`. tests/lib/bootstrap.sh`) to get the venv on PATH afterwards.
-set -euo pipefail
+# Source it (`. tests/lib/bootstrap.sh`) to get the venv on PATH afterwards: the install then runs
+# in a child bash, so `set -e` holds inside it and the caller's shell options stay its own.
 
 ADG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 ADG_VENV="${ADG_VENV:-$ADG_ROOT/.venv}"
@@ -81,16 +81,18 @@ adg_install_venv() {
   echo "$want" >"$stamp"
 }
 
-adg_bootstrap() {
-  adg_require_root
-  adg_install_packages
-  adg_install_venv
+adg_use_venv() {
   export PATH="$ADG_VENV/bin:$PATH"
   export ANSIBLE_CONFIG="$ADG_ROOT/ansible.cfg"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
-  adg_bootstrap
+  set -euo pipefail
+  adg_require_root
+  adg_install_packages
+  adg_install_venv
 else
-  adg_bootstrap || return $?
+  # Not `adg_install_packages || return`: bash ignores set -e in a function called from `||`.
+  ADG_VENV="$ADG_VENV" bash "${BASH_SOURCE[0]}" || return $?
+  adg_use_venv
 fi
