@@ -10,7 +10,9 @@ from prometheus_client import REGISTRY
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # for tests.support.datastores
+    sys.path.insert(0, str(REPO_ROOT))  # for tests.support
+
+from tests.support.appenv import app_env  # noqa: E402 - needs the path above
 
 SEED_VEHICLES = 400
 _counter = itertools.count(1)
@@ -18,29 +20,16 @@ _counter = itertools.count(1)
 
 def env_for(pg, redis_instance, mongo, **extra) -> dict[str, str]:
     """The service environment pointing at the test datastores (also used for gunicorn subprocesses)."""
-    env = {
-        "ENVIRONMENT": "test",
-        "POSTGRES_HOST": pg.host,
-        "POSTGRES_PORT": str(pg.port),
-        "POSTGRES_DB": pg.dbname,
-        "POSTGRES_USER": pg.user,
-        "POSTGRES_PASSWORD": pg.password,
-        "POSTGRES_SSLMODE": "disable",
-        "REDIS_HOST": redis_instance.host,
-        "REDIS_PORT": str(redis_instance.port),
-        "MONGODB_URL": mongo.url,
+    quick_failures = {
         "MONGODB_DB_NAME": "autodealgenie_test",
-        "PASSWORD_HASH_TIME_COST": "1",
-        "PASSWORD_HASH_MEMORY_KIB": "1024",
-        "HEALTH_CHECK_TIMEOUT": "1",
-        "REDIS_TIMEOUT": "0.3",
-        "REDIS_RETRY_INTERVAL": "0.5",
-        "MONGODB_TIMEOUT_MS": "1000",
+        "HEALTH_CHECK_TIMEOUT": 1,
+        "REDIS_TIMEOUT": 0.3,
+        "REDIS_RETRY_INTERVAL": 0.5,
+        "MONGODB_TIMEOUT_MS": 1000,
         # every test logs in from 127.0.0.1; the per-address limit has its own test
-        "LOGIN_MAX_ATTEMPTS_PER_ADDRESS": "100000",
+        "LOGIN_MAX_ATTEMPTS_PER_ADDRESS": 100000,
     }
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
+    return app_env(pg, redis_instance, mongo.url, **{**quick_failures, **extra})
 
 
 def unique(prefix: str = "user") -> str:

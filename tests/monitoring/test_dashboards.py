@@ -30,6 +30,7 @@ from tests.monitoring import content
 from tests.monitoring.paths import REPO
 from tests.monitoring.promql import selectors
 from tests.support import datastores, exporters
+from tests.support.appenv import app_env
 
 BACKEND = "autodealgenie-backend"
 EXPORTER_JOBS = ("node", "postgres", "redis", "mongodb")
@@ -190,25 +191,16 @@ class App:
         multiproc.mkdir()
         self.env = {
             **os.environ,
-            "ENVIRONMENT": "test",
-            "POSTGRES_HOST": pg.host,
-            "POSTGRES_PORT": str(pg.port),
-            "POSTGRES_DB": pg.dbname,
-            "POSTGRES_USER": pg.user,
-            "POSTGRES_PASSWORD": pg.password,
-            "POSTGRES_SSLMODE": "disable",
-            "REDIS_HOST": redis_instance.host,
-            "REDIS_PORT": str(redis_instance.port),
-            "REDIS_PASSWORD": getattr(redis_instance, "password", "") or "",
-            "MONGODB_URL": mongo_url,
-            "MONGODB_DB_NAME": "autodealgenie",
-            "PASSWORD_HASH_TIME_COST": "1",
-            "PASSWORD_HASH_MEMORY_KIB": "1024",
-            "METRICS_ENABLED": "true",
-            "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
-            "GUNICORN_BIND": f"127.0.0.1:{self.port}",
-            "GUNICORN_WORKERS": "2",
-            "GUNICORN_ACCESS_LOG": "",
+            **app_env(
+                pg,
+                redis_instance,
+                mongo_url,
+                METRICS_ENABLED="true",
+                PROMETHEUS_MULTIPROC_DIR=multiproc,
+                GUNICORN_BIND=f"127.0.0.1:{self.port}",
+                GUNICORN_WORKERS=2,
+                GUNICORN_ACCESS_LOG="",
+            ),
         }
         for command in (["migrate"], ["seed", "--vehicles", "200"]):
             run = subprocess.run(
