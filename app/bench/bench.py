@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from autodealgenie.process_metrics import children, read_stat  # noqa: E402
 
+from tests.support.appenv import app_env  # noqa: E402
 from tests.support.datastores import free_port, start_mongodb, start_postgres, start_redis  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -45,23 +46,16 @@ TARGET_REQUESTS = 100_000
 def base_env(pg, redis_instance, mongo) -> dict:
     return {
         **os.environ,
-        "ENVIRONMENT": "test",
-        "POSTGRES_HOST": pg.host,
-        "POSTGRES_PORT": str(pg.port),
-        "POSTGRES_USER": pg.user,
-        "POSTGRES_PASSWORD": pg.password,
-        "POSTGRES_DB": pg.dbname,
-        "POSTGRES_SSLMODE": "disable",
-        "REDIS_HOST": redis_instance.host,
-        "REDIS_PORT": str(redis_instance.port),
-        "MONGODB_URL": mongo.url,
-        "SEARCH_RATE_LIMIT": "1000000000",
-        "LOGIN_MAX_ATTEMPTS_PER_ADDRESS": "1000000",
-        "PASSWORD_HASH_TIME_COST": "1",
-        "PASSWORD_HASH_MEMORY_KIB": "1024",
-        "GUNICORN_WORKERS": "4",
-        "GUNICORN_ACCESS_LOG": "",
-        "GUNICORN_LOG_LEVEL": "warning",
+        **app_env(
+            pg,
+            redis_instance,
+            mongo.url,
+            SEARCH_RATE_LIMIT=1_000_000_000,
+            LOGIN_MAX_ATTEMPTS_PER_ADDRESS=1_000_000,
+            GUNICORN_WORKERS=4,
+            GUNICORN_ACCESS_LOG="",
+            GUNICORN_LOG_LEVEL="warning",
+        ),
     }
 
 

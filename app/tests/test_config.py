@@ -23,7 +23,7 @@ def test_defaults_match_the_sample_file():
             continue
         field = key.lower()
         assert hasattr(defaults, field), f"{key} documented but not read"
-        parsed = Config.from_env({key: value}) if value else defaults
+        parsed = Config.from_env({key: value})
         assert getattr(parsed, field) == getattr(defaults, field), key
     undocumented = {f.upper() for f in defaults.__dataclass_fields__} - set(documented)
     assert not undocumented

@@ -19,6 +19,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.datastores import free_port
 
 WORKERS = 4
+GUNICORN = [
+    str(Path(sys.executable).parent / "gunicorn"),
+    "-c",
+    "python:autodealgenie.gunicorn_conf",
+    "autodealgenie.wsgi:app",
+]
 
 
 def scrape(base: str) -> dict[tuple, float]:
@@ -64,12 +70,7 @@ def gunicorn(datastores, migrated, tmp_path):
         ),
     }
     process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "-c",
-            "python:autodealgenie.gunicorn_conf",
-            "autodealgenie.wsgi:app",
-        ],
+        GUNICORN,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=open(tmp_path / "error.log", "wb"),  # noqa: SIM115
@@ -218,12 +219,7 @@ def test_gunicorn_refuses_to_start_without_multiproc_dir(datastores, migrated):
         )
     )
     result = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "-c",
-            "python:autodealgenie.gunicorn_conf",
-            "autodealgenie.wsgi:app",
-        ],
+        GUNICORN,
         env=env,
         capture_output=True,
         text=True,

@@ -161,10 +161,11 @@ class Config:
             "login_max_attempts_per_address",
             "jwt_access_token_minutes",
             "jwt_refresh_token_days",
+            "redis_timeout",
+            "health_check_timeout",
+            "llm_timeout",
+            "mongodb_timeout_ms",
         ):
-            if getattr(self, name) <= 0:
-                found.append(f"{name.upper()} must be positive")
-        for name in ("redis_timeout", "health_check_timeout", "llm_timeout", "mongodb_timeout_ms"):
             if getattr(self, name) <= 0:
                 found.append(f"{name.upper()} must be positive")
         try:

@@ -108,6 +108,13 @@ CATALOGUE: dict[str, tuple[str, dict[str, tuple[str, int, str]]]] = {
     "Lexus": ("2T2", {"RX": ("suv", 50_000, "hybrid"), "ES": ("sedan", 43_000, "hybrid")}),
 }
 
+# (make, model) lower-cased -> catalogue entry as lookup() returns it.
+_BY_NAME = {
+    (make.lower(), model.lower()): (make, model, spec)
+    for make, (_, models) in CATALOGUE.items()
+    for model, spec in models.items()
+}
+
 # Model-year codes (VIN position 10) for 2010-2039; I, O, Q, U, Z and 0 are never used.
 _YEAR_CODES = "ABCDEFGHJKLMNPRSTVWXY123456789"
 _TRANSLITERATION = {
@@ -143,12 +150,7 @@ def lookup(make: str | None, model: str | None) -> tuple[str, str, tuple[str, in
     """Case-insensitive catalogue entry: (make, model, (body_type, msrp, fuel)), or None."""
     if not make or not model:
         return None
-    for make_name, (_, models) in CATALOGUE.items():
-        if make_name.lower() == make.strip().lower():
-            for model_name, spec in models.items():
-                if model_name.lower() == model.strip().lower():
-                    return make_name, model_name, spec
-    return None
+    return _BY_NAME.get((make.strip().lower(), model.strip().lower()))
 
 
 def fair_value(msrp: float, year: int, mileage: int, condition: str = "good") -> float:
@@ -158,6 +160,27 @@ def fair_value(msrp: float, year: int, mileage: int, condition: str = "good") ->
     value -= 0.05 * excess_miles  # above-average mileage costs, below-average earns, 5 cents a mile
     value *= CONDITION_FACTORS.get(condition, 1.0)
     return round(max(value, msrp * 0.08), -1)
+
+
+def _appraise(vin: str, mileage: int, condition: str, make: str | None, model: str | None, year: int | None):
+    """(catalogue entry or None, model year used, fair value) for a described vehicle."""
+    entry = lookup(make, model)
+    msrp = entry[2][1] if entry else GENERIC_MSRP
+    model_year = year or vin_model_year(vin) or REFERENCE_YEAR - 5
+    return entry, model_year, fair_value(msrp, model_year, mileage, condition)
+
+
+def vehicle_fair_value(
+    *,
+    vin: str,
+    mileage: int,
+    condition: str = "good",
+    make: str | None = None,
+    model: str | None = None,
+    year: int | None = None,
+) -> float:
+    """The fair value evaluate() reports for this vehicle, without the rest of the evaluation."""
+    return _appraise(vin, mileage, condition, make, model, year)[2]
 
 
 def evaluate(
@@ -171,10 +194,7 @@ def evaluate(
     year: int | None = None,
 ) -> dict:
     """Fair value, score 1-10 (10 = far below fair value), insights and talking points."""
-    entry = lookup(make, model)
-    msrp = entry[2][1] if entry else GENERIC_MSRP
-    model_year = year or vin_model_year(vin) or REFERENCE_YEAR - 5
-    value = fair_value(msrp, model_year, mileage, condition)
+    entry, model_year, value = _appraise(vin, mileage, condition, make, model, year)
     gap = (value - asking_price) / value  # positive: asking below fair value
     score = max(1, min(10, round(5.5 + 20 * gap)))
     insights = [

@@ -51,19 +51,21 @@ class Breaker:
 class RedisStore:
     def __init__(self, config: Config):
         self.config = config
-        self.client = redis.Redis(
-            host=config.redis_host,
-            port=config.redis_port,
-            db=config.redis_db,
-            username=config.redis_username or None,
-            password=config.redis_password or None,
-            socket_timeout=config.redis_timeout,
-            socket_connect_timeout=config.redis_timeout,
-            decode_responses=True,
-            health_check_interval=30,
-            retry=Retry(NoBackoff(), 0),  # fail fast: the breaker, not retries with backoff, handles outages
-        )
+        self.client = self._new_client(config.redis_timeout, decode_responses=True, health_check_interval=30)
         self.breaker = Breaker("redis", config.redis_retry_interval)
+
+    def _new_client(self, timeout: float, **options) -> redis.Redis:
+        return redis.Redis(
+            host=self.config.redis_host,
+            port=self.config.redis_port,
+            db=self.config.redis_db,
+            username=self.config.redis_username or None,
+            password=self.config.redis_password or None,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),  # fail fast: the breaker, not retries with backoff, handles outages
+            **options,
+        )
 
     def call(self, operation):
         """Run operation(client); raise Unavailable instead of redis errors."""
@@ -98,16 +100,7 @@ class RedisStore:
             metrics.cache_operation_duration.labels("set", cache_name).observe(time.perf_counter() - start)
 
     def check(self, timeout: float) -> bool:
-        probe = redis.Redis(
-            host=self.config.redis_host,
-            port=self.config.redis_port,
-            db=self.config.redis_db,
-            username=self.config.redis_username or None,
-            password=self.config.redis_password or None,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),
-        )
+        probe = self._new_client(timeout)
         try:
             healthy = bool(probe.ping())
         except redis.RedisError:

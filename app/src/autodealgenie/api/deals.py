@@ -205,18 +205,16 @@ def delete_deal(deal_id: int):
 def evaluate():
     body = parse_body(EvaluateIn)
     svc = services()
-    fingerprint = json.dumps(
-        {
-            "vin": body.vehicle_vin,
-            "asking_price": f"{body.asking_price:.2f}",
-            "condition": body.condition,
-            "mileage": body.mileage,
-            "make": (body.make or "").lower() or None,
-            "model": (body.model or "").lower() or None,
-            "year": body.year,
-        },
-        sort_keys=True,
-    )
+    variables = {
+        "vin": body.vehicle_vin,
+        "asking_price": f"{body.asking_price:.2f}",
+        "condition": body.condition,
+        "mileage": body.mileage,
+        "make": (body.make or "").lower() or None,
+        "model": (body.model or "").lower() or None,
+        "year": body.year,
+    }
+    fingerprint = json.dumps(variables, sort_keys=True)
     key = f"{EVAL_CACHE}:{hashlib.sha256(fingerprint.encode()).hexdigest()}"
     cached = svc.redis.cache_get(EVAL_CACHE, key)
     if cached is not None:
@@ -230,7 +228,8 @@ def evaluate():
         model=body.model,
         year=body.year,
     )
-    svc.redis.cache_set(EVAL_CACHE, key, json.dumps(result), svc.config.deal_eval_cache_ttl)
+    serialized = json.dumps(result)
+    svc.redis.cache_set(EVAL_CACHE, key, serialized, svc.config.deal_eval_cache_ttl)
     svc.mongo.record(
         "ai_responses",
         {
@@ -238,8 +237,8 @@ def evaluate():
             "user_id": g.user["id"],
             "deal_id": None,
             "prompt_id": "deal_evaluation",
-            "prompt_variables": json.loads(fingerprint),
-            "response_content": json.dumps(result),
+            "prompt_variables": variables,
+            "response_content": serialized,
             "response_metadata": {"score": result["score"]},
             "model_used": "builtin-pricing",
             "tokens_used": 0,

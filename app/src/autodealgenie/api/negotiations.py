@@ -53,15 +53,13 @@ class ChatIn(BaseModel):
 
 
 def _fair_value(deal: dict) -> float:
-    return pricing.evaluate(
+    return pricing.vehicle_fair_value(
         vin=deal["vehicle_vin"] or "",
-        asking_price=float(deal["asking_price"]),
-        condition="good",
         mileage=deal["vehicle_mileage"],
         make=deal["vehicle_make"],
         model=deal["vehicle_model"],
         year=deal["vehicle_year"],
-    )["fair_value"]
+    )
 
 
 def _add_message(
@@ -78,6 +76,18 @@ def _add_message(
     )
     metrics.negotiation_messages.labels(role).inc()
     return message
+
+
+def _add_advice(conn, session_id: int, round_number: int, advice: Advice, **metadata):
+    """Store the advisor's reply as the agent's message (model and advice metadata alongside)."""
+    return _add_message(
+        conn,
+        session_id,
+        "agent",
+        advice.content,
+        round_number,
+        {"model": advice.model, **metadata, **advice.metadata},
+    )
 
 
 def _consult(prompt_type: str, session: dict, deal: dict, **extra) -> Advice:
@@ -144,6 +154,22 @@ def _load_session(conn, session_id: int, *, for_update: bool = False) -> dict:
     return session
 
 
+def _load_active(conn, session_id: int, *, for_update: bool = False) -> tuple[dict, dict]:
+    """The caller's session (409 unless active) and its deal, both locked when for_update."""
+    session = _load_session(conn, session_id, for_update=for_update)
+    if session["status"] != "active":
+        raise ApiError(409, f"Negotiation is {session['status']}")
+    deal = run(
+        conn,
+        f"SELECT * FROM deals WHERE id = %s{' FOR UPDATE' if for_update else ''}",  # noqa: S608 - identifiers from code, values bound
+        (session["deal_id"],),
+        operation="select",
+        table="deals",
+        fetch="one",
+    )
+    return session, deal
+
+
 def _session_body(conn, session: dict) -> dict:
     messages = run(
         conn,
@@ -202,10 +228,7 @@ def start():
             1,
             {"dealer_offer": float(deal["asking_price"])},
         )
-        advice = _consult("opening", session, deal)
-        _add_message(
-            conn, session["id"], "agent", advice.content, 1, {"model": advice.model, **advice.metadata}
-        )
+        _add_advice(conn, session["id"], 1, _consult("opening", session, deal))
         _refresh_active_gauge(conn)
         body_out = _session_body(conn, session)
     metrics.negotiation_sessions.inc()
@@ -231,17 +254,7 @@ def _end(conn, session: dict, status: str, agreed: float | None) -> dict:
 def next_round(session_id: int):
     body = parse_body(NextIn)
     with services().db.connection() as conn:
-        session = _load_session(conn, session_id, for_update=True)
-        if session["status"] != "active":
-            raise ApiError(409, f"Negotiation is {session['status']}")
-        deal = run(
-            conn,
-            "SELECT * FROM deals WHERE id = %s FOR UPDATE",
-            (session["deal_id"],),
-            operation="select",
-            table="deals",
-            fetch="one",
-        )
+        session, deal = _load_active(conn, session_id, for_update=True)
         round_number = session["current_round"]
         offer = float(session["dealer_offer"])
         if body.action == "confirm":
@@ -303,14 +316,8 @@ def next_round(session_id: int):
                 table="negotiation_sessions",
                 fetch="one",
             )
-            advice = _consult("counter", session, deal, counter_offer=counter)
-            _add_message(
-                conn,
-                session_id,
-                "agent",
-                advice.content,
-                round_number,
-                {"model": advice.model, **advice.metadata},
+            _add_advice(
+                conn, session_id, round_number, _consult("counter", session, deal, counter_offer=counter)
             )
         _refresh_active_gauge(conn)
         return jsonify(_session_body(conn, session))
@@ -321,28 +328,11 @@ def next_round(session_id: int):
 def chat(session_id: int):
     body = parse_body(ChatIn)
     with services().db.connection() as conn:
-        session = _load_session(conn, session_id)
-        if session["status"] != "active":
-            raise ApiError(409, f"Negotiation is {session['status']}")
-        deal = run(
-            conn,
-            "SELECT * FROM deals WHERE id = %s",
-            (session["deal_id"],),
-            operation="select",
-            table="deals",
-            fetch="one",
-        )
+        session, deal = _load_active(conn, session_id)
         round_number = session["current_round"]
         user_message = _add_message(conn, session_id, "user", body.message, round_number)
         advice = _consult("chat", session, deal, message=body.message)
-        reply = _add_message(
-            conn,
-            session_id,
-            "agent",
-            advice.content,
-            round_number,
-            {"model": advice.model, "llm_used": advice.llm_used, **advice.metadata},
-        )
+        reply = _add_advice(conn, session_id, round_number, advice, llm_used=advice.llm_used)
     return jsonify(session_id=session_id, user_message=jsonable(user_message), reply=jsonable(reply))
 
 
