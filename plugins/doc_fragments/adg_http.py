@@ -36,6 +36,8 @@ options:
     default: true
     description: Use proxies from the environment (C(http_proxy), C(no_proxy)).
     type: bool
+notes:
+  - Uses only the Python standard library on the target.
 """
 
     # Grafana's API; the modules act in one organisation, sent per request (X-Grafana-Org-Id).

@@ -8,7 +8,13 @@ import copy
 import json
 import re
 
-from ansible.module_utils.adg_http import HttpError, ModuleFailure, client_from_module, http_argument_spec
+from ansible.module_utils.adg_http import (
+    HttpError,
+    ModuleFailure,
+    client_from_module,
+    get_or_none,
+    http_argument_spec,
+)
 from ansible.module_utils.adg_prometheus import format_duration
 
 # Fields Grafana sets or bumps on save; they never count as a difference.
@@ -38,19 +44,32 @@ def check_uid(uid, what):
         raise GrafanaError(f"{what} uid {uid!r} is invalid: use 1-40 characters from [a-zA-Z0-9-_]")
 
 
-def get_or_none(client, path):
-    """GET a JSON object, None on 404."""
-    try:
-        return client.get_json(path)
-    except HttpError as exc:
-        if exc.status == 404:
-            return None
-        raise
-
-
 # -- folders ------------------------------------------------------------------------------------
 def get_folder(client, uid):
     return get_or_none(client, f"/api/folders/{uid}")
+
+
+def create_folder(client, uid, title, check_mode=False):
+    """Create a folder just found missing. Returns (folder, created).
+
+    A 409 means another writer created it meanwhile (returned as it is, not created by us), or the
+    title is taken by a folder with another uid (an error).
+    """
+    wanted = {"uid": uid, "title": title or uid}
+    if check_mode:
+        return dict(wanted, url=None, version=None, id=None), True
+    try:
+        return client.send_json("POST", "/api/folders", wanted), True
+    except HttpError as exc:
+        if exc.status != 409:
+            raise
+        folder = get_folder(client, uid)
+        if folder is None:
+            raise GrafanaError(
+                "cannot create folder uid={}: {} (a folder with the title {!r} probably exists under "
+                "another uid)".format(uid, exc.message, wanted["title"])
+            ) from None
+        return folder, False
 
 
 def ensure_folder(client, uid, title, check_mode=False):
@@ -58,21 +77,9 @@ def ensure_folder(client, uid, title, check_mode=False):
     check_uid(uid, "folder")
     folder = get_folder(client, uid)
     if folder is None:
-        wanted = {"uid": uid, "title": title or uid}
-        if check_mode:
-            return dict(wanted, url=None, version=None, id=None), True, None
-        try:
-            return client.send_json("POST", "/api/folders", wanted), True, None
-        except HttpError as exc:
-            if exc.status != 409:
-                raise
-            # Lost a race with another writer, or the title is taken by a different uid.
-            folder = get_folder(client, uid)
-            if folder is None:
-                raise GrafanaError(
-                    "cannot create folder uid={}: {} (a folder with the title {!r} probably exists under "
-                    "another uid)".format(uid, exc.message, wanted["title"])
-                ) from None
+        folder, created = create_folder(client, uid, title, check_mode)
+        if created:
+            return folder, True, None
     if title is None or folder.get("title") == title:
         return folder, False, folder
     if check_mode:

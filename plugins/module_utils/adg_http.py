@@ -83,7 +83,6 @@ class HttpError(Exception):
     def __init__(self, method, url, status=None, body=None, reason=None, masker=None, attempts=1):
         self.method = method
         self.status = status
-        self.reason = reason
         self.attempts = attempts
         mask = masker or (lambda text: text)
         self.url = mask(url)
@@ -267,9 +266,6 @@ class HttpClient:
             )
         return self.mask(urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)))
 
-    def _masker(self, text):
-        return self.mask(text)
-
     # -- requests -------------------------------------------------------------------------------
     def url_for(self, path, params=None):
         url = path if "://" in path else self.base_url + "/" + path.lstrip("/")
@@ -323,7 +319,7 @@ class HttpClient:
                     self._pause(attempts)
                     continue
                 raise HttpError(
-                    method, shown_url, reason=exc.reason, masker=self._masker, attempts=attempts
+                    method, shown_url, reason=exc.reason, masker=self.mask, attempts=attempts
                 ) from None
             if status >= 500 and status not in expected and retry_allowed and idempotent:
                 self._pause(attempts)
@@ -335,10 +331,10 @@ class HttpClient:
                     status,
                     body,
                     reason=resp_headers.get("_reason"),
-                    masker=self._masker,
+                    masker=self.mask,
                     attempts=attempts,
                 )
-            return Response(method, shown_url, status, resp_headers, body, self._masker)
+            return Response(method, shown_url, status, resp_headers, body, self.mask)
 
     def _pause(self, attempt):
         self.sleep(min(self.max_backoff, self.backoff * (2 ** (attempt - 1))))
@@ -378,6 +374,12 @@ class HttpClient:
 
     def send_json(self, method, path, body, expected=(200,), idempotent=None):
         return self.request(method, path, json_body=body, expected=expected, idempotent=idempotent).json()
+
+
+def get_or_none(client, path):
+    """GET a JSON object, None on 404 (the object does not exist)."""
+    response = client.request("GET", path, expected=(200, 404))
+    return None if response.status == 404 else response.json()
 
 
 class _TransportError(Exception):

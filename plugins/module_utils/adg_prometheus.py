@@ -129,6 +129,21 @@ def _target_row(target, expected):
     }
 
 
+def _missing_row(job, instance=None, **extra):
+    """Row for an expected job or target that Prometheus does not have at all."""
+    return {
+        "job": job,
+        "instance": instance,
+        "health": None,
+        "last_error": "",
+        "scrape_url": None,
+        "last_scrape": None,
+        "expected": True,
+        "status": "missing",
+        **extra,
+    }
+
+
 def evaluate_targets(active, expected_jobs=(), expected_targets=(), require_all_up=True):
     """Check scrape targets. Returns (rows, problems, pending).
 
@@ -166,19 +181,7 @@ def evaluate_targets(active, expected_jobs=(), expected_targets=(), require_all_
                 if spec.get("instance")
                 else "address={}".format(spec.get("address"))
             )
-            rows.append(
-                {
-                    "job": spec["job"],
-                    "instance": spec.get("instance"),
-                    "health": None,
-                    "last_error": "",
-                    "scrape_url": None,
-                    "last_scrape": None,
-                    "expected": True,
-                    "status": "missing",
-                    "address": spec.get("address"),
-                }
-            )
+            rows.append(_missing_row(spec["job"], spec.get("instance"), address=spec.get("address")))
             problems.append(
                 "target job={} {} is missing: Prometheus has no such active target".format(spec["job"], label)
             )
@@ -187,18 +190,7 @@ def evaluate_targets(active, expected_jobs=(), expected_targets=(), require_all_
     for job in expected_jobs:
         found = [t for t in active if _matches(t, {"job": job})]
         if not found:
-            rows.append(
-                {
-                    "job": job,
-                    "instance": None,
-                    "health": None,
-                    "last_error": "",
-                    "scrape_url": None,
-                    "last_scrape": None,
-                    "expected": True,
-                    "status": "missing",
-                }
-            )
+            rows.append(_missing_row(job))
             problems.append(f"job {job} is missing: Prometheus has no active target for it")
         for target in found:
             judge(target, True)

@@ -9,6 +9,7 @@ from ansible.module_utils.adg_http import (
     HttpError,
     ModuleFailure,
     client_from_module,
+    get_or_none,
     http_argument_spec,
     run_module,
 )
@@ -86,8 +87,6 @@ attributes:
     support: full
   diff_mode:
     support: full
-notes:
-  - Uses only the Python standard library on the target.
 """
 
 EXAMPLES = r"""
@@ -150,23 +149,23 @@ LIVE_STATES = ("active", "pending")
 END_TOLERANCE = datetime.timedelta(seconds=1)
 
 
+def is_live(silence):
+    """Active or pending (not expired)."""
+    return (silence.get("status") or {}).get("state") in LIVE_STATES
+
+
 def live_silences(client, matchers):
     key = matcher_key(matchers)
     found = [
         s
         for s in client.get_json("/api/v2/silences") or []
-        if (s.get("status") or {}).get("state") in LIVE_STATES and matcher_key(s.get("matchers") or []) == key
+        if is_live(s) and matcher_key(s.get("matchers") or []) == key
     ]
     return sorted(found, key=lambda s: s.get("endsAt") or "", reverse=True)
 
 
 def silence_by_id(client, silence_id):
-    try:
-        return client.get_json(f"/api/v2/silence/{silence_id}")
-    except HttpError as exc:
-        if exc.status == 404:
-            return None
-        raise
+    return get_or_none(client, f"/api/v2/silence/{silence_id}")
 
 
 def parse_time(text, option):
@@ -198,7 +197,7 @@ def present(module, client, matchers):
             raise ModuleFailure("silence {} does not exist".format(params["id"]))
         # the id's matchers unless others are given; an expired id is replaced by a new silence
         matchers = matchers or [parse_matcher(m) for m in existing.get("matchers") or []]
-        if (existing.get("status") or {}).get("state") not in LIVE_STATES:
+        if not is_live(existing):
             existing = None
     else:
         candidates = live_silences(client, matchers)
@@ -257,7 +256,7 @@ def absent(module, client, matchers):
     params = module.params
     if params["id"]:
         found = silence_by_id(client, params["id"])
-        targets = [found] if found and (found.get("status") or {}).get("state") in LIVE_STATES else []
+        targets = [found] if found and is_live(found) else []
     else:
         targets = live_silences(client, matchers)
     result = {

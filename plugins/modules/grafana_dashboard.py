@@ -7,15 +7,14 @@ from ansible.module_utils.adg_grafana import (
     GrafanaError,
     canonical_json,
     check_uid,
-    ensure_folder,
+    create_folder,
     get_folder,
-    get_or_none,
     grafana_argument_spec,
     grafana_client,
     load_dashboard,
     normalise_dashboard,
 )
-from ansible.module_utils.adg_http import HttpError, run_module
+from ansible.module_utils.adg_http import HttpError, get_or_none, run_module
 from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
@@ -102,8 +101,6 @@ attributes:
   diff_mode:
     support: full
     details: The diff shows the normalised model and folder, before and after.
-notes:
-  - Uses only the Python standard library on the target.
 seealso:
   - module: grafana_folder
   - module: grafana_panel_data
@@ -194,6 +191,17 @@ def current_state(client, uid, ignored):
     return stored, view
 
 
+def stored_fields(stored):
+    """url, version and id of the stored dashboard (all None when there is none)."""
+    if stored is None:
+        return {"url": None, "version": None, "id": None}
+    return {
+        "url": stored["meta"].get("url"),
+        "version": stored["dashboard"].get("version"),
+        "id": stored["dashboard"].get("id"),
+    }
+
+
 def diff_of(before, after, uid):
     return {
         "before": canonical_json(before) if before else "",
@@ -245,7 +253,7 @@ def present(module, client):
                 f"folder {folder_uid} does not exist: create it first (grafana_folder) "
                 "or set create_folder: true"
             )
-        _, folder_created, _ = ensure_folder(
+        _, folder_created = create_folder(
             client, folder_uid, params["folder_title"] or folder_uid, module.check_mode
         )
     ignored = params["ignored_keys"]
@@ -260,21 +268,9 @@ def present(module, client):
     if module._diff:
         result["diff"] = diff_of(before, desired, uid)
     if before == desired:
-        return dict(
-            result,
-            changed=folder_created,
-            url=stored["meta"].get("url"),
-            version=stored["dashboard"].get("version"),
-            id=stored["dashboard"].get("id"),
-        )
+        return dict(result, changed=folder_created, **stored_fields(stored))
     if module.check_mode:
-        return dict(
-            result,
-            changed=True,
-            url=stored["meta"].get("url") if stored else None,
-            version=result["previous_version"],
-            id=stored["dashboard"].get("id") if stored else None,
-        )
+        return dict(result, changed=True, **stored_fields(stored))
     try:
         saved = save(client, model, stored, folder_uid, params)
     except HttpError as exc:
@@ -291,13 +287,7 @@ def present(module, client):
         # Someone saved between our read and our write: re-read once, then save on top of their version.
         stored, before = current_state(client, uid, ignored)
         if before == desired:
-            return dict(
-                result,
-                changed=False,
-                url=stored["meta"].get("url"),
-                version=stored["dashboard"].get("version"),
-                id=stored["dashboard"].get("id"),
-            )
+            return dict(result, changed=folder_created, **stored_fields(stored))
         try:
             saved = save(client, model, stored, folder_uid, params)
         except HttpError as again:

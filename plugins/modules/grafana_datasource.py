@@ -5,14 +5,8 @@ from __future__ import annotations
 
 import urllib.parse
 
-from ansible.module_utils.adg_grafana import (
-    GrafanaError,
-    check_uid,
-    get_or_none,
-    grafana_argument_spec,
-    grafana_client,
-)
-from ansible.module_utils.adg_http import HttpError, run_module
+from ansible.module_utils.adg_grafana import GrafanaError, check_uid, grafana_argument_spec, grafana_client
+from ansible.module_utils.adg_http import HttpError, get_or_none, run_module
 from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
@@ -106,8 +100,6 @@ attributes:
   diff_mode:
     support: full
     details: Secret values never appear in the diff; only the names of secret keys do.
-notes:
-  - Uses only the Python standard library on the target.
 """
 
 EXAMPLES = r"""

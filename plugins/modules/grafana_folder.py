@@ -56,8 +56,6 @@ attributes:
     support: full
   diff_mode:
     support: full
-notes:
-  - Uses only the Python standard library on the target.
 """
 
 EXAMPLES = r"""

@@ -90,7 +90,6 @@ attributes:
   diff_mode:
     support: none
 notes:
-  - Uses only the Python standard library on the target.
   - Only C(label_values()) variable queries are resolved from Prometheus; other query variables need a
     saved current value or an entry in O(variables) (the result's RV(notes) lists them).
 seealso:
@@ -186,30 +185,17 @@ class PanelChecker:
         self.timeout = f"{max(1, int(params['timeout']))}s"
 
     def label_values(self, label, match):
-        params = (
-            {"match[]": match, "start": self.now - self.lookback, "end": self.now}
-            if match
-            else {"start": self.now - self.lookback, "end": self.now}
-        )
+        # match[] None is left out of the query string
+        params = {"match[]": match, "start": self.now - self.lookback, "end": self.now}
         return prometheus_data(self.client, f"/api/v1/label/{label}/values", params=params) or []
 
     def run_query(self, query, instant):
+        form = {"query": query, "timeout": self.timeout}
         if instant:
-            data = prometheus_data(
-                self.client, "/api/v1/query", form={"query": query, "time": self.now, "timeout": self.timeout}
-            )
+            data = prometheus_data(self.client, "/api/v1/query", form=dict(form, time=self.now))
         else:
-            data = prometheus_data(
-                self.client,
-                "/api/v1/query_range",
-                form={
-                    "query": query,
-                    "start": self.now - self.lookback,
-                    "end": self.now,
-                    "step": self.step,
-                    "timeout": self.timeout,
-                },
-            )
+            window = {"start": self.now - self.lookback, "end": self.now, "step": self.step}
+            data = prometheus_data(self.client, "/api/v1/query_range", form=dict(form, **window))
         result = data.get("result")
         count = len(result) if data.get("resultType") in ("matrix", "vector") else int(bool(result))
         return count, has_numbers(result, data.get("resultType"))

@@ -116,7 +116,6 @@ attributes:
   diff_mode:
     support: none
 notes:
-  - Uses only the Python standard library on the target.
   - Targets with health C(unknown) (not scraped yet, normal right after a start or reload) are waited for.
 seealso:
   - module: grafana_panel_data

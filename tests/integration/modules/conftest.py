@@ -14,7 +14,7 @@ if str(REPO) not in sys.path:
 
 from adg_stack import ADMIN_PASSWORD, GOOD_RULES, TOKEN, alertmanager_config  # noqa: E402
 
-from tests.support.monitoring import Alertmanager, GrafanaDouble, Prometheus, WebhookSink  # noqa: E402
+from tests.support.monitoring import Alertmanager, GrafanaDouble, Prometheus, WebhookSink, free_port  # noqa: E402
 from tests.unit.plugins.ansible_module_runner import run_in_process, run_with_ansible  # noqa: E402
 
 
@@ -53,11 +53,12 @@ def stack(tmp_path_factory):
         Alertmanager(base / "am", alertmanager_config(sink.url)) as am,
         GrafanaDouble(base / "grafana", admin_password=ADMIN_PASSWORD) as grafana,
     ):
-        dead = f"127.0.0.1:{_closed_port()}"
+        dead = f"127.0.0.1:{free_port()}"  # nothing listens there
+        prom = Prometheus(base / "prom")
         scrape = [
             {
                 "job_name": "prometheus",
-                "static_configs": [{"targets": ["PROM"], "labels": {"instance": "mon1"}}],
+                "static_configs": [{"targets": [prom.address], "labels": {"instance": "mon1"}}],
             },
             {
                 "job_name": "alertmanager",
@@ -69,14 +70,6 @@ def stack(tmp_path_factory):
             },
             {"job_name": "redis", "static_configs": [{"targets": [dead], "labels": {"instance": "db1"}}]},
         ]
-        prom = Prometheus(base / "prom", rule_files={"good.yml": GOOD_RULES}, alertmanagers=[am.address])
-        scrape[0]["static_configs"][0]["targets"] = [prom.address]
         prom.write_config(scrape, {"good.yml": GOOD_RULES}, [am.address])
         with prom:
             yield {"prometheus": prom, "alertmanager": am, "sink": sink, "grafana": grafana, "dead": dead}
-
-
-def _closed_port():
-    from tests.support.monitoring import free_port
-
-    return free_port()

@@ -140,7 +140,7 @@ def test_rule_evaluation_error_is_reported(run, tmp_path):
             }
         ]
     }
-    prom = Prometheus(tmp_path / "prom", rule_files={"bad.yml": bad_rules})
+    prom = Prometheus(tmp_path / "prom")
     scrape = [
         {"job_name": name, "static_configs": [{"targets": [prom.address]}]} for name in ("self1", "self2")
     ]

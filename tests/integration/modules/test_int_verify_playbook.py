@@ -138,7 +138,7 @@ def run_verify(stack, extra, check_mode=False):
     variables.update(extra)
     extra_file = base / "extra.json"
     extra_file.write_text(json.dumps(variables))
-    playbook = Path_str(REPO / "playbooks" / "verify.yml")
+    playbook = str(REPO / "playbooks" / "verify.yml")
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
@@ -165,10 +165,6 @@ def run_verify(stack, extra, check_mode=False):
         check=False,
     )
     return run.returncode, run.stdout + run.stderr
-
-
-def Path_str(path):
-    return str(path)
 
 
 def table_rows(output):

@@ -7,7 +7,7 @@ import ssl
 import urllib.error
 
 import pytest
-from ansible.module_utils.adg_http import MASK, HttpClient, HttpError
+from ansible.module_utils.adg_http import MASK, HttpClient, HttpError, get_or_none
 from fake_http import FakeOpener
 
 
@@ -101,6 +101,16 @@ def test_malformed_json_names_the_request():
     text = str(caught.value)
     assert text.startswith("GET http://grafana.test:3000/api/health -> HTTP 200 invalid JSON in response")
     assert text.endswith(": <html>proxy error</html>")
+
+
+def test_get_or_none_maps_only_404_to_none():
+    opener = FakeOpener((200, {"uid": "x"}), (404, {"message": "not found"}), (403, {"message": "denied"}))
+    http, _ = client(opener)
+    assert get_or_none(http, "/api/folders/x") == {"uid": "x"}
+    assert get_or_none(http, "/api/folders/y") is None
+    with pytest.raises(HttpError) as caught:
+        get_or_none(http, "/api/folders/z")
+    assert caught.value.status == 403
 
 
 def test_empty_body_is_none():

@@ -110,7 +110,8 @@ def test_grafana_auth_failure_never_leaks_secrets(network):
     assert "Adm1n-secret" not in dumped and "ds-pass-123" not in dumped
 
 
-def test_datasource_403_on_update_is_reported_as_read_only(network):
+def stored_datasource(**fields):
+    """A datasource as Grafana returns it, uid p at version 2, not provisioned."""
     stored = {
         "id": 1,
         "uid": "p",
@@ -123,6 +124,12 @@ def test_datasource_403_on_update_is_reported_as_read_only(network):
         "version": 2,
         "readOnly": False,
     }
+    stored.update(fields)
+    return stored
+
+
+def test_datasource_403_on_update_is_reported_as_read_only(network):
+    stored = stored_datasource()
     network((200, stored), (403, {"message": "Cannot update read-only data source"}))
     result = run_in_process(
         "grafana_datasource", dict(GRAFANA, uid="p", name="P", type="prometheus", datasource_url="http://new")
@@ -131,24 +138,16 @@ def test_datasource_403_on_update_is_reported_as_read_only(network):
 
 
 def test_datasource_put_sends_full_object_with_merged_json_data(network):
-    stored = {
-        "id": 1,
-        "uid": "p",
-        "name": "P",
-        "type": "prometheus",
-        "access": "proxy",
-        "url": "http://old",
-        "user": "",
-        "database": "",
-        "basicAuth": False,
-        "basicAuthUser": "",
-        "withCredentials": False,
-        "isDefault": True,
-        "jsonData": {"httpMethod": "POST", "serverAdded": 1},
-        "secureJsonFields": {"password": True},
-        "version": 2,
-        "readOnly": False,
-    }
+    stored = stored_datasource(
+        user="",
+        database="",
+        basicAuth=False,
+        basicAuthUser="",
+        withCredentials=False,
+        isDefault=True,
+        jsonData={"httpMethod": "POST", "serverAdded": 1},
+        secureJsonFields={"password": True},
+    )
     opener = network((200, stored), (200, {"datasource": dict(stored, version=3), "id": 1}))
     result = run_in_process(
         "grafana_datasource",
