@@ -4,20 +4,16 @@ started on loopback. Run: bash tests/amtool/run.sh"""
 
 from __future__ import annotations
 
-import json
 import shutil
-import socket
 import subprocess
-import threading
 import time
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 import yaml
 from render import RenderError, render
+
+from tests.support.monitoring import Alertmanager, WebhookSink, http_json
 
 AMTOOL = shutil.which("amtool")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -194,42 +190,12 @@ def test_route_table_covers_every_combination():
 # --- a real Alertmanager on loopback -----------------------------------------------------------
 
 
-class _Sink(BaseHTTPRequestHandler):
-    received: ClassVar[list] = []
-
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        type(self).received.append(json.loads(body))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args):
-        pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _http(url: str, payload=None):
-    data = None if payload is None else json.dumps(payload).encode()
-    # loopback http:// URLs built by this module only
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})  # noqa: S310
-    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-        raw = response.read()
-    return json.loads(raw) if raw else None
-
-
 @pytest.fixture(scope="module")
 def live_alertmanager(tmp_path_factory):
+    """(Alertmanager base URL, webhook sink every receiver delivers to)."""
     if ALERTMANAGER is None:
         pytest.skip("prometheus-alertmanager not installed")
     workdir = tmp_path_factory.mktemp("am-live")
-    _Sink.received = []
-    sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
-    threading.Thread(target=sink.serve_forever, daemon=True).start()
     fast = {  # short waits so notifications arrive within the test
         "alertmanager_group_wait": "1s",
         "alertmanager_group_interval": "1s",
@@ -238,42 +204,12 @@ def live_alertmanager(tmp_path_factory):
         "alertmanager_info_group_wait": "1s",
         "alertmanager_info_group_interval": "1s",
     }
-    config = render(
-        workdir / "alertmanager.yml",
-        {"alertmanager_webhook_urls": [f"http://127.0.0.1:{sink.server_port}/hook"], **fast},
-    )
-    port = _free_port()
-    log = (workdir / "alertmanager.log").open("w")
-    process = subprocess.Popen(
-        [
-            ALERTMANAGER,
-            f"--config.file={config}",
-            f"--storage.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(base + "/-/ready", timeout=1).close()  # noqa: S310 (loopback)
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(
-                        "alertmanager did not become ready: " + (workdir / "alertmanager.log").read_text()
-                    )
-                time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
-        sink.shutdown()
+    with WebhookSink() as sink:
+        config = render(
+            workdir / "alertmanager.yml", {"alertmanager_webhook_urls": [f"{sink.url}/hook"], **fast}
+        )
+        with Alertmanager(workdir, config) as alertmanager:
+            yield alertmanager.url, sink
 
 
 LIVE_ALERTS = [
@@ -352,9 +288,9 @@ EXPECTED_INHIBITION = {
 
 
 def test_live_inhibition_and_delivery(live_alertmanager):
-    base = live_alertmanager
+    base, sink = live_alertmanager
     fingerprint_of = {}
-    _http(
+    http_json(
         base + "/api/v2/alerts",
         [
             {"labels": labels, "annotations": {"summary": f"test {labels['alertname']}"}}
@@ -363,7 +299,7 @@ def test_live_inhibition_and_delivery(live_alertmanager):
     )
     deadline = time.monotonic() + 15
     while True:
-        alerts = _http(base + "/api/v2/alerts")
+        alerts = http_json(base + "/api/v2/alerts")
         state = {}
         for alert in alerts:
             key = (alert["labels"]["alertname"], alert["labels"].get("instance"))
@@ -393,7 +329,7 @@ def test_live_inhibition_and_delivery(live_alertmanager):
     while True:
         seen = {
             (message["receiver"], alert["labels"]["alertname"], alert["labels"].get("instance"))
-            for message in list(_Sink.received)
+            for message in sink.received()
             for alert in message["alerts"]
         }
         if wanted <= {(r, a) for r, a, _ in seen} or time.monotonic() > deadline:

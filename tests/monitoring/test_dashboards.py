@@ -13,8 +13,6 @@ import importlib
 import json
 import math
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,12 +22,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.monitoring import content
 from tests.monitoring.paths import REPO
 from tests.monitoring.promql import selectors
-from tests.support import datastores, exporters
+from tests.support import datastores, exporters, monitoring
 from tests.support.appenv import app_env
 
 BACKEND = "autodealgenie-backend"
@@ -80,12 +77,6 @@ def app_metric_names() -> set[str]:
     return names
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _psql(conninfo, sql, password=None):
     env = {**os.environ, "PGCONNECT_TIMEOUT": "5", **({"PGPASSWORD": password} if password else {})}
     run = subprocess.run(
@@ -101,44 +92,26 @@ def _psql(conninfo, sql, password=None):
 
 def _redis_cli(instance, *args):
     command = ["redis-cli", "-h", instance.host, "-p", str(instance.port)]
-    password = getattr(instance, "password", None)
-    env = {**os.environ, **({"REDISCLI_AUTH": password} if password else {})}
+    env = {**os.environ, **({"REDISCLI_AUTH": instance.password} if instance.password else {})}
     return subprocess.run(
         [*command, *args], capture_output=True, text=True, env=env, check=True
     ).stdout.strip()
 
 
-class Prometheus:
+class Prometheus(monitoring.Prometheus):
+    """The support Prometheus scraping ``targets`` ({job: address}), with query helpers."""
+
     def __init__(self, workdir, targets: dict[str, str]):
-        self.port = _free_port()
-        config = {
-            "global": {
-                "scrape_interval": f"{SCRAPE_INTERVAL}s",
-                "evaluation_interval": f"{SCRAPE_INTERVAL}s",
-            },
-            "scrape_configs": [
+        super().__init__(
+            workdir,
+            scrape_configs=[
                 {"job_name": job, "static_configs": [{"targets": [target]}]}
                 for job, target in targets.items()
             ],
-        }
-        config_file = workdir / "prometheus.yml"
-        config_file.write_text(yaml.safe_dump(config))
-        self.log = (workdir / "prometheus.log").open("w")
-        binary = shutil.which("prometheus")
-        assert binary, "prometheus not found (apt-get install prometheus)"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={config_file}",
-                f"--storage.tsdb.path={workdir / 'tsdb'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            scrape_interval=f"{SCRAPE_INTERVAL}s",
+            evaluation_interval=f"{SCRAPE_INTERVAL}s",
         )
-        self.base = f"http://127.0.0.1:{self.port}"
-        ready = self.base + "/-/ready"
-        self._wait(lambda: urllib.request.urlopen(ready, timeout=1).close() or True, "ready")  # noqa: S310
+        self.start(timeout=60)
 
     def _wait(self, probe, what, timeout=60):
         deadline = time.monotonic() + timeout
@@ -148,13 +121,13 @@ class Prometheus:
                     return
             except OSError:
                 pass
-            assert self.process.poll() is None, "prometheus exited"
+            assert self.proc.poll() is None, "prometheus exited"
             assert time.monotonic() < deadline, f"prometheus: {what} not reached in {timeout}s"
             time.sleep(0.25)
 
     def query(self, expr):
         """(HTTP status, decoded body) of an instant query."""
-        url = self.base + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        url = self.url + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
         try:
             with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback)
                 return response.status, json.loads(response.read())
@@ -172,11 +145,6 @@ class Prometheus:
 
         self._wait(enough, what)
 
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self.log.close()
-
 
 class App:
     """The backend under gunicorn (production mode: multiprocess metrics, process-tree collector),
@@ -185,7 +153,7 @@ class App:
 
     def __init__(self, workdir, pg, redis_instance, mongo_url):
         bindir = Path(os.environ.get("ADG_APP_BIN") or Path(sys.executable).parent)
-        self.port = _free_port()
+        self.port = datastores.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         multiproc = workdir / "app-metrics"
         multiproc.mkdir()
@@ -281,12 +249,8 @@ def stack(tmp_path_factory):
         redis_instance = datastores.start_redis()
         started.append(redis_instance)
         _redis_cli(redis_instance, "CONFIG", "SET", "maxmemory", "64mb")  # the redis role always sets one
-        mongo = datastores.start_mongodb() if hasattr(datastores, "start_mongodb") else None
-        if mongo is not None:
-            started.append(mongo)
-        mongo_uri = (
-            mongo.url if mongo is not None else f"mongodb://127.0.0.1:{_free_port()}/?directConnection=true"
-        )
+        mongo = datastores.start_mongodb()
+        started.append(mongo)
 
         dsn = f"postgresql://{monitor_user}:{monitor_password}@{pg.host}:{pg.port}/postgres?sslmode=disable"
         running = {
@@ -295,14 +259,14 @@ def stack(tmp_path_factory):
             "redis": exporters.start_redis_exporter(
                 f"redis://{redis_instance.host}:{redis_instance.port}",
                 workdir,
-                password=getattr(redis_instance, "password", None),
+                password=redis_instance.password,
             ),
-            "mongodb": exporters.start_mongodb_exporter(mongo_uri, workdir),
+            "mongodb": exporters.start_mongodb_exporter(mongo.url, workdir),
         }
         started.extend(running.values())
         targets = {job: exporter.target for job, exporter in running.items()}
         try:
-            app = App(workdir, pg, redis_instance, mongo.url if mongo is not None else mongo_uri)
+            app = App(workdir, pg, redis_instance, mongo.url)
             started.append(app)
             targets[BACKEND] = app.target
             app_error = None

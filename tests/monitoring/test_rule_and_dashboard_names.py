@@ -4,6 +4,7 @@ topology, alert labels/annotations, runbooks, dashboards, and promtool test cove
 from __future__ import annotations
 
 import re
+from functools import cache
 
 import pytest
 import yaml
@@ -109,6 +110,7 @@ def test_annotations_point_at_real_runbook_and_dashboard(name):
     assert match and match.group(1) in DASHBOARD_UIDS.values(), annotations["dashboard"]
 
 
+@cache  # parsed once, not once per parametrized alert
 def _promtool_cases():
     firing, quiet = {}, {}
     for path in sorted(PROMTOOL_TESTS.glob("*.yml")):

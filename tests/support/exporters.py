@@ -16,13 +16,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.datastores import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 POSTGRES_EXPORTER_QUERIES = REPO / "roles/postgres_exporter/files/queries.yml"
@@ -44,12 +45,6 @@ def metric_names(exposition: str) -> set[str]:
             if match:
                 names.add(match.group(1))
     return names
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _binary(name: str, package: str) -> str:
@@ -135,7 +130,7 @@ def _start(
 def start_node_exporter(workdir: Path) -> Exporter:
     """Debian's node_exporter. The systemd collector (on by Debian's default) needs a system bus,
     which a controller without systemd lacks, so it is turned off here."""
-    port = _free_port()
+    port = free_port()
     argv = [
         _binary("prometheus-node-exporter", "prometheus-node-exporter"),
         f"--web.listen-address=127.0.0.1:{port}",
@@ -146,7 +141,7 @@ def start_node_exporter(workdir: Path) -> Exporter:
 
 def start_postgres_exporter(dsn: str, workdir: Path, queries: Path = POSTGRES_EXPORTER_QUERIES) -> Exporter:
     """Debian's postgres_exporter with the project's custom queries; ``dsn`` is a libpq URL."""
-    port = _free_port()
+    port = free_port()
     argv = [
         _binary("prometheus-postgres-exporter", "prometheus-postgres-exporter"),
         f"--web.listen-address=127.0.0.1:{port}",
@@ -159,7 +154,7 @@ def start_redis_exporter(
     address: str, workdir: Path, user: str | None = None, password: str | None = None
 ) -> Exporter:
     """Debian's redis_exporter; ``address`` like redis://127.0.0.1:6379."""
-    port = _free_port()
+    port = free_port()
     env = {"REDIS_ADDR": address}
     if user:
         env["REDIS_USER"] = user
@@ -176,7 +171,7 @@ def start_mongodb_exporter(uri: str, workdir: Path, python: str = sys.executable
     """The project's MongoDB exporter (roles/mongodb_exporter), run by ``python`` (needs pymongo)."""
     if not MONGODB_EXPORTER_SCRIPT.exists():
         raise ExporterError(f"{MONGODB_EXPORTER_SCRIPT} is missing")
-    port = _free_port()
+    port = free_port()
     env = {
         "MONGODB_URI": uri,
         "MONGODB_EXPORTER_LISTEN_ADDRESS": f"127.0.0.1:{port}",

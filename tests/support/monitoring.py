@@ -15,7 +15,8 @@ Small API (all classes are context managers; ``stop()`` is idempotent)::
 * ``Prometheus(workdir, scrape_configs, rule_files, alertmanagers, evaluation_interval, scrape_interval)``:
   writes prometheus.yml (JSON is valid YAML, so no PyYAML is needed) and rule files into ``workdir``,
   runs ``prometheus`` with the lifecycle API enabled, waits for ``/-/ready``.
-* ``Alertmanager(workdir, config)``: runs ``prometheus-alertmanager`` (no clustering), waits for ``/-/ready``.
+* ``Alertmanager(workdir, config)``: ``config`` is a dict or the path of a written config file;
+  runs ``prometheus-alertmanager`` (no clustering), waits for ``/-/ready``.
 * ``GrafanaDouble(workdir, admin_password=..., token=..., provisioning=...)``: runs
   tests/grafana_double/server.py (a TEST DOUBLE, not Grafana).
 * ``WebhookSink()``: in-process HTTP server; POST (any path) records an Alertmanager webhook payload,
@@ -24,7 +25,8 @@ Small API (all classes are context managers; ``stop()`` is idempotent)::
 
 Binaries come from PATH (``prometheus``, ``prometheus-alertmanager`` or ``alertmanager``) unless
 ADG_PROMETHEUS_BIN / ADG_ALERTMANAGER_BIN name them. Everything listens on 127.0.0.1 only.
-Run ``python3 tests/support/monitoring.py sink --listen 127.0.0.1:9199`` for a standalone sink.
+Run ``python3 -m tests.support.monitoring sink --listen 127.0.0.1:9199`` (from the repository root)
+for a standalone sink.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -47,18 +48,13 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tests.support.datastores import free_port
+
 LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA_DOUBLE = REPO / "tests" / "grafana_double" / "server.py"
 
 __all__ = ["Alertmanager", "GrafanaDouble", "Prometheus", "WebhookSink", "free_port", "http_json"]
-
-
-def free_port():
-    """A TCP port that is free on the loopback interface right now."""
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 def http_json(url, data=None, method=None, timeout=5.0, headers=None):
@@ -106,7 +102,11 @@ class _Process:
         self.proc = subprocess.Popen(
             self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
         )
-        self.wait_ready(timeout)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()  # a process that never became ready is not left running
+            raise
         return self
 
     def wait_ready(self, timeout=30.0):
@@ -220,15 +220,19 @@ class Prometheus(_Process):
 
 
 class Alertmanager(_Process):
-    """Real Alertmanager (clustering disabled) with the given config dict."""
+    """Real Alertmanager (clustering disabled) with the given config: a dict, or the path of a
+    configuration file that is already written (e.g. a rendered template)."""
 
     name = "alertmanager"
 
     def __init__(self, workdir, config):
         super().__init__(workdir)
         self.binary = _binary("ADG_ALERTMANAGER_BIN", "prometheus-alertmanager", "alertmanager")
-        self.config_path = self.workdir / "alertmanager.yml"
-        self.config_path.write_text(json.dumps(config, indent=1))
+        if isinstance(config, (str, os.PathLike)):
+            self.config_path = Path(config)
+        else:
+            self.config_path = self.workdir / "alertmanager.yml"
+            self.config_path.write_text(json.dumps(config, indent=1))
 
     def command(self):
         return [
