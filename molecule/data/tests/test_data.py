@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import testinfra
@@ -30,10 +31,34 @@ testinfra_hosts = RUNNER.get_hosts("postgres")[:1]
 TOPO = topology()
 PG_PORT = port("postgresql_port")
 REDIS_PORT = port("redis_port")
+
+
+class Exporter(NamedTuple):
+    port: int
+    up_metric: str
+    unit: str  # the role's systemd unit
+    env_file: str  # the role's 0600 EnvironmentFile (credentials)
+
+
 EXPORTERS = {
-    "postgres": (port("postgres_exporter_port"), "pg_up"),
-    "redis": (port("redis_exporter_port"), "redis_up"),
-    "mongodb": (port("mongodb_exporter_port"), "mongodb_up"),
+    "postgres": Exporter(
+        port("postgres_exporter_port"),
+        "pg_up",
+        "prometheus-postgres-exporter",
+        "/etc/postgres_exporter/postgres_exporter.env",
+    ),
+    "redis": Exporter(
+        port("redis_exporter_port"),
+        "redis_up",
+        "prometheus-redis-exporter",
+        "/etc/redis_exporter/redis_exporter.env",
+    ),
+    "mongodb": Exporter(
+        port("mongodb_exporter_port"),
+        "mongodb_up",
+        "mongodb_exporter",
+        "/etc/mongodb_exporter/mongodb_exporter.env",
+    ),
 }
 PG_APP_DB = TOPO["postgresql_app_database"]
 PG_APP_USER = TOPO["postgresql_app_user"]
@@ -118,8 +143,9 @@ def _redis(host, user: str | None, secret_name: str | None, *command: str):
 
 
 def _metrics(host, exporter: str) -> str:
-    exporter_port, _ = EXPORTERS[exporter]
-    return host.check_output("curl -sS --max-time 10 http://%s:%s/metrics", DATA_IP, str(exporter_port))
+    return host.check_output(
+        "curl -sS --max-time 10 http://%s:%s/metrics", DATA_IP, str(EXPORTERS[exporter].port)
+    )
 
 
 def _cluster_unit() -> str:
@@ -161,14 +187,7 @@ def _recap(output: str, host: str) -> dict[str, int]:
 
 
 @pytest.mark.parametrize(
-    "unit",
-    [
-        "postgresql",
-        "redis-server",
-        "prometheus-postgres-exporter",
-        "prometheus-redis-exporter",
-        "mongodb_exporter",
-    ],
+    "unit", ["postgresql", "redis-server", *(exporter.unit for exporter in EXPORTERS.values())]
 )
 def test_service_running_and_enabled(unit):
     service = DATA.service(unit)
@@ -187,10 +206,10 @@ def test_listeners_are_private_or_loopback_only():
         assert DATA.socket(f"tcp://{DATA_IP}:{listen_port}").is_listening
         assert DATA.socket(f"tcp://127.0.0.1:{listen_port}").is_listening
         assert not DATA.socket(f"tcp://0.0.0.0:{listen_port}").is_listening
-    for exporter_port, _ in EXPORTERS.values():
-        assert DATA.socket(f"tcp://{DATA_IP}:{exporter_port}").is_listening
-        assert not DATA.socket(f"tcp://0.0.0.0:{exporter_port}").is_listening
-        assert not DATA.socket(f"tcp://:::{exporter_port}").is_listening
+    for exporter in EXPORTERS.values():
+        assert DATA.socket(f"tcp://{DATA_IP}:{exporter.port}").is_listening
+        assert not DATA.socket(f"tcp://0.0.0.0:{exporter.port}").is_listening
+        assert not DATA.socket(f"tcp://:::{exporter.port}").is_listening
 
 
 # --- install window: Debian's packaged defaults never served -----------------------------------
@@ -207,8 +226,8 @@ def test_postgresql_first_start_already_listened_on_the_private_address():
 @pytest.mark.parametrize(
     ("unit", "marker"),
     [
-        ("prometheus-postgres-exporter", "Listening on"),
-        ("prometheus-redis-exporter", "Providing metrics at"),
+        (EXPORTERS["postgres"].unit, "Listening on"),
+        (EXPORTERS["redis"].unit, "Providing metrics at"),
     ],
 )
 def test_exporter_first_start_already_used_the_private_address(unit, marker):
@@ -285,9 +304,8 @@ def test_redis_app_user_works_and_exporter_user_cannot_read_data():
 
 @pytest.mark.parametrize("exporter", sorted(EXPORTERS))
 def test_exporter_answers_monitoring_host_with_up_1(exporter):
-    _, up_metric = EXPORTERS[exporter]
     body = _metrics(MON, exporter)
-    assert re.search(rf"^{up_metric} 1(\.0)?$", body, re.MULTILINE), body[-2000:]
+    assert re.search(rf"^{EXPORTERS[exporter].up_metric} 1(\.0)?$", body, re.MULTILINE), body[-2000:]
 
 
 def test_postgres_exporter_exports_pg_stat_statements_for_slow_queries():
@@ -304,8 +322,7 @@ def test_redis_maxmemory_is_set():
 
 @pytest.mark.parametrize("exporter", sorted(EXPORTERS))
 def test_exporter_port_refused_from_client_host(exporter):
-    exporter_port, _ = EXPORTERS[exporter]
-    assert remote_tcp_probe(APP, DATA_IP, exporter_port) != "open"
+    assert remote_tcp_probe(APP, DATA_IP, EXPORTERS[exporter].port) != "open"
 
 
 # Test-only port for a second, throw-away mongodb_exporter on the data host's loopback.
@@ -344,14 +361,7 @@ def test_mongodb_exporter_reports_down_when_login_fails():
 # --- secrets --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        "/etc/postgres_exporter/postgres_exporter.env",
-        "/etc/redis_exporter/redis_exporter.env",
-        "/etc/mongodb_exporter/mongodb_exporter.env",
-    ],
-)
+@pytest.mark.parametrize("path", [exporter.env_file for exporter in EXPORTERS.values()])
 def test_secret_files_are_0600_root(path):
     secret_file = DATA.file(path)
     assert secret_file.exists
@@ -366,11 +376,8 @@ def test_no_secret_in_units_or_process_list():
         "postgresql_app_password",
         "redis_app_password",
     )
-    units = DATA.check_output(
-        "cat /etc/systemd/system/prometheus-postgres-exporter.service"
-        " /etc/systemd/system/prometheus-redis-exporter.service"
-        " /etc/systemd/system/mongodb_exporter.service /etc/redis/redis.conf"
-    )
+    unit_files = [f"/etc/systemd/system/{exporter.unit}.service" for exporter in EXPORTERS.values()]
+    units = DATA.check_output("cat " + " ".join([*unit_files, "/etc/redis/redis.conf"]))
     processes = DATA.check_output("ps -eo args")
     # Only names are compared in the asserts, so a failure cannot print a secret.
     assert [name for name in names if _secret(name) in units] == []
