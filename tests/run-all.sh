@@ -10,8 +10,8 @@ set -uo pipefail
 
 ADG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ADG_ROOT"
-# shellcheck source=tests/lib/bootstrap.sh
-. "$ADG_ROOT/tests/lib/bootstrap.sh" || exit 1
+# shellcheck source=tests/tools/bootstrap.sh
+. "$ADG_ROOT/tests/tools/bootstrap.sh" || exit 1
 
 ADG_STEPS=(lint unit app rules routes modules molecule)
 ADG_SCENARIOS="${ADG_SCENARIOS:-common data monitoring default}"
@@ -21,33 +21,34 @@ step_lint() {
   yamllint --strict . &&
     ansible-lint &&
     ruff check . &&
-    python tests/lint/argspec_drift.py
+    ruff format --check . &&
+    python tests/tools/argspec_drift.py
 }
 
 step_unit() {
-  python -m pytest -q tests/testhosts tests/common tests/lint tests/unit tests/monitoring
+  python -m pytest -q tests/unit
 }
 
 step_app() {
-  python -m pytest -q app/tests
+  (cd app && python -m pytest -q)
 }
 
 step_rules() {
-  bash tests/promtool/run.sh
+  bash tests/integration/promtool/run.sh
 }
 
 step_routes() {
-  bash tests/amtool/run.sh
+  bash tests/integration/amtool/run.sh
 }
 
 step_modules() {
-  python -m pytest -q tests/integration
+  python -m pytest -q tests/integration/modules tests/integration/monitoring
 }
 
 step_molecule() {
   local scenario rc=0
   # Build (or confirm cached) the test-host image once, before scenarios race for it.
-  python tests/testhosts/testhosts.py image || return 1
+  python tests/tools/testhosts/testhosts.py image || return 1
   for scenario in $ADG_SCENARIOS; do
     echo "--- molecule test -s $scenario"
     local started=$SECONDS

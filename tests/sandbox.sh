@@ -13,7 +13,7 @@ cd "$ADG_ROOT"
 SPEC=tests/sandbox-lab.yml
 INVENTORY=inventories/sandbox
 STATE=.sandbox
-TESTHOSTS=(python3 tests/testhosts/testhosts.py)
+TESTHOSTS=(python3 tests/tools/testhosts/testhosts.py)
 lab=$(sed -n 's/^lab: *//p' "$SPEC")
 gateway=$(sed -n 's/^subnet: *\([0-9.]*\)\.0\/.*/\1.1/p' "$SPEC")
 
@@ -49,7 +49,7 @@ start_webhook_receiver() {
   local port pidfile=$STATE/webhook.pid
   port=$(sed -n 's/^adg_sandbox_webhook_port: *//p' "$INVENTORY/group_vars/all/main.yml")
   if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then return; fi
-  setsid python3 tests/fault_drills/webhook_receiver.py --listen "$gateway" --port "$port" \
+  setsid python3 tests/molecule/fault_drills/webhook_receiver.py --listen "$gateway" --port "$port" \
     >>"$STATE/alerts.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   echo "[sandbox] alert webhook receiver on $gateway:$port, log $STATE/alerts.log"
@@ -65,8 +65,8 @@ cmd=${1:-up}
 [ $# -gt 0 ] && shift
 case "$cmd" in
   up)
-    # shellcheck source=tests/lib/bootstrap.sh
-    . tests/lib/bootstrap.sh
+    # shellcheck source=tests/tools/bootstrap.sh
+    . tests/tools/bootstrap.sh
     mkdir -p "$STATE" && chmod 0700 "$STATE"
     "${TESTHOSTS[@]}" create --spec "$SPEC" --inventory "$INVENTORY/hosts.generated.yml"
     ADG_SANDBOX_GRAFANA_STANDIN=$(standin_flag Grafana roles/grafana/defaults/main.yml grafana_apt_repo_url "${ADG_SANDBOX_GRAFANA_STANDIN:-}")

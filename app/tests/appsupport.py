@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import itertools
-import sys
-from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # for tests.support
-
-from tests.support.appenv import app_env  # noqa: E402 - needs the path above
+from tests.support.appenv import app_env
 
 SEED_VEHICLES = 400
 _counter = itertools.count(1)

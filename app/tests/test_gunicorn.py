@@ -230,8 +230,8 @@ def test_gunicorn_refuses_to_start_without_multiproc_dir(datastores, migrated):
 
 
 def test_traffic_generator_passes_against_gunicorn(gunicorn):
-    """tests/traffic/traffic.py: every endpoint, expected statuses only, and the HTTP metrics moved."""
-    script = Path(__file__).resolve().parents[2] / "tests" / "traffic" / "traffic.py"
+    """tests/molecule/traffic/traffic.py: every endpoint, expected statuses, and the HTTP metrics moved."""
+    script = Path(__file__).resolve().parents[2] / "tests" / "molecule" / "traffic" / "traffic.py"
     before = scrape(gunicorn["base"])
     result = subprocess.run(
         [sys.executable, str(script), "--base-url", gunicorn["base"], "--iterations", "2", "--seed", "1"],

@@ -1,4 +1,4 @@
-"""adg_alert_rules: render the project's static Prometheus rule file with site overrides."""
+"""alert_rules: render the project's static Prometheus rule file with site overrides."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 DOCUMENTATION = r"""
-name: adg_alert_rules
+name: alert_rules
 short_description: Apply site overrides to a Prometheus alerting rule file
 description:
   - Takes the rule file shipped in C(roles/prometheus/files/rules/) (YAML text or the parsed
@@ -43,7 +43,7 @@ EXAMPLES = r"""
   ansible.builtin.copy:
     content: >-
       {{ lookup('ansible.builtin.file', 'rules/autodealgenie.yml')
-         | adg_alert_rules(for_overrides={'ServiceDown': '10s'}, interval='5s',
+         | autodealgenie.ops.alert_rules(for_overrides={'ServiceDown': '10s'}, interval='5s',
                            annotations_base={'runbook_url': 'https://git.example.com/ops/-/blob/main',
                                              'dashboard': 'http://grafana.example.com:3000'})
          | ansible.builtin.to_nice_yaml(sort_keys=false) }}
@@ -76,7 +76,7 @@ def _duration(value, what):
     text = str(value) if value is not None else ""
     if not text or not _DURATION.match(text):
         raise AnsibleFilterError(
-            f"adg_alert_rules: {what}: {value!r} is not a Prometheus duration (e.g. 30s, 5m)"
+            f"alert_rules: {what}: {value!r} is not a Prometheus duration (e.g. 30s, 5m)"
         )
     return text
 
@@ -85,7 +85,7 @@ def _mapping(value, what):
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise AnsibleFilterError(f"adg_alert_rules: {what} must be a mapping, got {type(value).__name__}")
+        raise AnsibleFilterError(f"alert_rules: {what} must be a mapping, got {type(value).__name__}")
     return dict(value)
 
 
@@ -93,7 +93,7 @@ def _unknown(requested, known, what):
     missing = sorted(set(requested) - set(known))
     if missing:
         raise AnsibleFilterError(
-            f"adg_alert_rules: unknown {what} {', '.join(missing)} (known: {', '.join(sorted(known))})"
+            f"alert_rules: unknown {what} {', '.join(missing)} (known: {', '.join(sorted(known))})"
         )
 
 
@@ -114,17 +114,17 @@ def _load(rules):
         try:
             rules = yaml.safe_load(rules)
         except yaml.YAMLError as exc:
-            raise AnsibleFilterError(f"adg_alert_rules: input is not valid YAML: {exc}") from exc
+            raise AnsibleFilterError(f"alert_rules: input is not valid YAML: {exc}") from exc
     if not isinstance(rules, Mapping) or not isinstance(rules.get("groups"), Sequence):
-        raise AnsibleFilterError("adg_alert_rules: input must be a rule file with a 'groups' list")
+        raise AnsibleFilterError("alert_rules: input must be a rule file with a 'groups' list")
     rules = _plain(rules)
     for group in rules["groups"]:
         if not isinstance(group, dict) or "name" not in group or not isinstance(group.get("rules"), list):
-            raise AnsibleFilterError(f"adg_alert_rules: malformed group {group!r}")
+            raise AnsibleFilterError(f"alert_rules: malformed group {group!r}")
     return rules
 
 
-def adg_alert_rules(rules, for_overrides=None, interval=None, annotations_base=None):
+def alert_rules(rules, for_overrides=None, interval=None, annotations_base=None):
     """Return a copy of ``rules`` with the given overrides applied (see DOCUMENTATION)."""
     result = _load(rules)
     groups = result["groups"]
@@ -160,4 +160,4 @@ class FilterModule:
     """Ansible filter plugin entry point."""
 
     def filters(self):
-        return {"adg_alert_rules": adg_alert_rules}
+        return {"alert_rules": alert_rules}

@@ -8,14 +8,14 @@ import copy
 import json
 import re
 
-from ansible.module_utils.adg_http import (
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_http import (
     HttpError,
     ModuleFailure,
     client_from_module,
     get_or_none,
     http_argument_spec,
 )
-from ansible.module_utils.adg_prometheus import format_duration
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_prometheus import format_duration
 
 # Fields Grafana sets or bumps on save; they never count as a difference.
 SERVER_SET_DASHBOARD_KEYS = ("id", "version", "iteration")

@@ -8,7 +8,7 @@ import datetime
 import re
 import time
 
-from ansible.module_utils.adg_http import ModuleFailure
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_http import ModuleFailure
 
 UTC = datetime.UTC
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import datetime
 import uuid
 
-from ansible.module_utils.adg_http import (
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_http import (
     HttpClient,
     HttpError,
     ModuleFailure,
@@ -14,8 +15,11 @@ from ansible.module_utils.adg_http import (
     http_argument_spec,
     run_module,
 )
-from ansible.module_utils.adg_prometheus import rfc3339, utcnow, wait_until
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_prometheus import (
+    rfc3339,
+    utcnow,
+    wait_until,
+)
 
 DOCUMENTATION = r"""
 ---
@@ -71,8 +75,8 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
-  - adg_http
-  - adg_http.alertmanager
+  - autodealgenie.ops.adg_http
+  - autodealgenie.ops.adg_http.alertmanager
 attributes:
   check_mode:
     support: partial

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import datetime
 
-from ansible.module_utils.adg_http import (
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_http import (
     HttpError,
     ModuleFailure,
     client_from_module,
@@ -13,7 +14,7 @@ from ansible.module_utils.adg_http import (
     http_argument_spec,
     run_module,
 )
-from ansible.module_utils.adg_prometheus import (
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_prometheus import (
     format_matcher,
     matcher_key,
     parse_duration,
@@ -22,7 +23,6 @@ from ansible.module_utils.adg_prometheus import (
     rfc3339,
     utcnow,
 )
-from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 ---
@@ -80,8 +80,8 @@ options:
     type: int
     default: 3
 extends_documentation_fragment:
-  - adg_http
-  - adg_http.alertmanager
+  - autodealgenie.ops.adg_http
+  - autodealgenie.ops.adg_http.alertmanager
 attributes:
   check_mode:
     support: full

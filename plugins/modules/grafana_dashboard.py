@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.adg_grafana import (
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_grafana import (
     GrafanaError,
     canonical_json,
     check_uid,
@@ -14,8 +15,11 @@ from ansible.module_utils.adg_grafana import (
     load_dashboard,
     normalise_dashboard,
 )
-from ansible.module_utils.adg_http import HttpError, get_or_none, run_module
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_http import (
+    HttpError,
+    get_or_none,
+    run_module,
+)
 
 DOCUMENTATION = r"""
 ---
@@ -93,8 +97,8 @@ options:
     elements: str
     default: []
 extends_documentation_fragment:
-  - adg_http
-  - adg_http.grafana
+  - autodealgenie.ops.adg_http
+  - autodealgenie.ops.adg_http.grafana
 attributes:
   check_mode:
     support: full

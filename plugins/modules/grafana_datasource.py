@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import urllib.parse
 
-from ansible.module_utils.adg_grafana import GrafanaError, check_uid, grafana_argument_spec, grafana_client
-from ansible.module_utils.adg_http import HttpError, get_or_none, run_module
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_grafana import (
+    GrafanaError,
+    check_uid,
+    grafana_argument_spec,
+    grafana_client,
+)
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_http import (
+    HttpError,
+    get_or_none,
+    run_module,
+)
 
 DOCUMENTATION = r"""
 ---
@@ -92,8 +101,8 @@ options:
     choices: [present, absent]
     default: present
 extends_documentation_fragment:
-  - adg_http
-  - adg_http.grafana
+  - autodealgenie.ops.adg_http
+  - autodealgenie.ops.adg_http.grafana
 attributes:
   check_mode:
     support: full

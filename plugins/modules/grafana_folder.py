@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.adg_grafana import (
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_grafana import (
     GrafanaError,
     check_uid,
     ensure_folder,
@@ -12,8 +13,7 @@ from ansible.module_utils.adg_grafana import (
     grafana_argument_spec,
     grafana_client,
 )
-from ansible.module_utils.adg_http import run_module
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_http import run_module
 
 DOCUMENTATION = r"""
 ---
@@ -49,8 +49,8 @@ options:
     type: bool
     default: false
 extends_documentation_fragment:
-  - adg_http
-  - adg_http.grafana
+  - autodealgenie.ops.adg_http
+  - autodealgenie.ops.adg_http.grafana
 attributes:
   check_mode:
     support: full

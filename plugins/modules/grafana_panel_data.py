@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import time
 
-from ansible.module_utils.adg_grafana import (
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_grafana import (
     GrafanaError,
     builtin_variables,
     interpolate,
@@ -15,9 +16,16 @@ from ansible.module_utils.adg_grafana import (
     panel_targets,
     resolve_template_variables,
 )
-from ansible.module_utils.adg_http import ModuleFailure, client_from_module, http_argument_spec, run_module
-from ansible.module_utils.adg_prometheus import parse_duration, prometheus_data
-from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_http import (
+    ModuleFailure,
+    client_from_module,
+    http_argument_spec,
+    run_module,
+)
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_prometheus import (
+    parse_duration,
+    prometheus_data,
+)
 
 DOCUMENTATION = r"""
 ---
@@ -81,8 +89,8 @@ options:
     type: float
     default: 10
 extends_documentation_fragment:
-  - adg_http
-  - adg_http.prometheus
+  - autodealgenie.ops.adg_http
+  - autodealgenie.ops.adg_http.prometheus
 attributes:
   check_mode:
     support: full

@@ -3,15 +3,20 @@
 
 from __future__ import annotations
 
-from ansible.module_utils.adg_http import HttpError, client_from_module, http_argument_spec, run_module
-from ansible.module_utils.adg_prometheus import (
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_http import (
+    HttpError,
+    client_from_module,
+    http_argument_spec,
+    run_module,
+)
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_prometheus import (
     evaluate_alertmanagers,
     evaluate_rules,
     evaluate_targets,
     prometheus_data,
     wait_until,
 )
-from ansible.module_utils.basic import AnsibleModule
 
 DOCUMENTATION = r"""
 ---
@@ -107,8 +112,8 @@ options:
     type: int
     default: 3
 extends_documentation_fragment:
-  - adg_http
-  - adg_http.prometheus
+  - autodealgenie.ops.adg_http
+  - autodealgenie.ops.adg_http.prometheus
 attributes:
   check_mode:
     support: full

@@ -18,7 +18,7 @@ Small API (all classes are context managers; ``stop()`` is idempotent)::
 * ``Alertmanager(workdir, config)``: ``config`` is a dict or the path of a written config file;
   runs ``prometheus-alertmanager`` (no clustering), waits for ``/-/ready``.
 * ``GrafanaDouble(workdir, admin_password=..., token=..., provisioning=...)``: runs
-  tests/grafana_double/server.py (a TEST DOUBLE, not Grafana).
+  tests/tools/grafana_double/server.py (a TEST DOUBLE, not Grafana).
 * ``WebhookSink()``: in-process HTTP server; POST (any path) records an Alertmanager webhook payload,
   GET (any path) returns ``{"notifications": [{"path", "received_at", "payload"}]}`` -- the format
   the ``alertmanager_delivery_check`` module's ``sink_url`` understands.
@@ -52,7 +52,7 @@ from tests.support.datastores import free_port
 
 LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
-GRAFANA_DOUBLE = REPO / "tests" / "grafana_double" / "server.py"
+GRAFANA_DOUBLE = REPO / "tests" / "tools" / "grafana_double" / "server.py"
 
 __all__ = ["Alertmanager", "GrafanaDouble", "Prometheus", "WebhookSink", "free_port", "http_json"]
 

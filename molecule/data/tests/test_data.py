@@ -2,7 +2,7 @@
 
 data1 runs PostgreSQL, Redis, the three exporters and the nx-27017 STAND-IN used as "an existing
 MongoDB"; app1 is an app-like client; mon1 is a monitoring-like host. Ports and names come from
-playbooks/group_vars/all/topology.yml, secrets from this scenario run's generated secrets directory.
+playbooks/defaults/topology.yml, secrets from this scenario run's generated secrets directory.
 The last tests run side converges (bad pg_hba entry, bad role input) and the real MongoDB install path
 in --check mode.
 """

@@ -10,21 +10,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import testinfra
+from adg_molecule import port, topology  # (tests/molecule on PYTHONPATH)
+
+from tests.molecule.fault_drills.drills import DRILL_VARS, load_settings
+from tests.molecule.fault_drills.webhook_receiver import WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[3]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from adg_molecule import port, topology  # noqa: E402  (tests/molecule on PYTHONPATH)
-
-from tests.fault_drills.drills import DRILL_VARS, load_settings  # noqa: E402
-from tests.fault_drills.webhook_receiver import WebhookReceiver  # noqa: E402
 
 EPHEMERAL = Path(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/nonexistent"))
 REPORT: list[str] = []
@@ -40,7 +36,10 @@ def inventory() -> dict:
     """The scenario inventory as `ansible-inventory --list` sees it (hostvars untemplated)."""
     out = subprocess.run(
         ["ansible-inventory", "-i", str(EPHEMERAL / "inventory"), "--list"],
-        check=True, capture_output=True, text=True, env=ansible_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+        env=ansible_env(),
     ).stdout
     return json.loads(out)
 
@@ -125,8 +124,12 @@ def ansible_env() -> dict:
 def run_playbook(playbook: str, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
     """ansible-playbook against the scenario inventory with the test-only vars, output captured."""
     cmd = [
-        "ansible-playbook", "-i", str(EPHEMERAL / "inventory"), f"--extra-vars=@{DRILL_VARS}",
-        str(REPO / playbook), *args,
+        "ansible-playbook",
+        "-i",
+        str(EPHEMERAL / "inventory"),
+        f"--extra-vars=@{DRILL_VARS}",
+        str(REPO / playbook),
+        *args,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, env=ansible_env(), timeout=timeout, cwd=REPO)
 
@@ -138,7 +141,7 @@ def _converge_figures() -> list[str]:
     runs = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     # the log outlives a scenario run: only the converges since the latest create count
     creates = [i for i, r in enumerate(runs) if r["playbook"] == "create.yml"]
-    site = [r for r in runs[(creates[-1] if creates else 0):] if r["playbook"] == "site.yml"]
+    site = [r for r in runs[(creates[-1] if creates else 0) :] if r["playbook"] == "site.yml"]
     lines = []
     if len(site) >= 1:
         lines.append(f"fresh converge (site.yml):       {site[0]['seconds']:7.1f} s")

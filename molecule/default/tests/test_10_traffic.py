@@ -15,7 +15,7 @@ import urllib.request
 from adg_molecule import topology
 from conftest import REPO, report
 
-from tests.fault_drills.drills import parse_duration
+from tests.molecule.fault_drills.drills import parse_duration
 
 DASHBOARDS = sorted((REPO / "roles" / "grafana" / "files" / "dashboards").glob("*.json"))
 
@@ -44,9 +44,14 @@ def test_traffic_moves_every_business_counter(prometheus_url, app_urls):
     # Two waves, a scrape interval apart: a counter series first seen by Prometheus contributes
     # nothing to rate()/increase() until a later scrape shows it growing, so one short burst
     # would leave rate-based panels empty (0/0) even though the counters moved.
-    scrape = parse_duration(next(j["scrape_interval"] for j in topology()["adg_scrape_jobs"]
-                                 if j["job_name"] == "autodealgenie-backend"))
-    cmd = [sys.executable, str(REPO / "tests" / "traffic" / "traffic.py"), "--iterations", "2"]
+    scrape = parse_duration(
+        next(
+            j["scrape_interval"]
+            for j in topology()["adg_scrape_jobs"]
+            if j["job_name"] == "autodealgenie-backend"
+        )
+    )
+    cmd = [sys.executable, str(REPO / "tests" / "molecule" / "traffic" / "traffic.py"), "--iterations", "2"]
     for url in app_urls:
         cmd += ["--base-url", url]
     started = time.monotonic()

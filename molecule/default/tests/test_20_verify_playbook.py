@@ -14,7 +14,8 @@ def test_verify_playbook_passes():
     result = run_playbook("playbooks/verify.yml", "--extra-vars", strict)
     seconds = time.monotonic() - started
     table = [
-        line for line in result.stdout.splitlines()
+        line
+        for line in result.stdout.splitlines()
         if line.strip().startswith("COMPONENT") or re.search(r"\s(PASS|FAIL)\s", line)
     ]
     report(f"verify.yml:                      {seconds:7.1f} s   rc={result.returncode}")

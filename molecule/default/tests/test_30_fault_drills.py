@@ -1,4 +1,4 @@
-"""(3) Fault drills with the test-only short `for`/intervals (tests/fault_drills/drill_vars.yml):
+"""(3) Fault drills with the test-only short `for`/intervals (tests/molecule/fault_drills/drill_vars.yml):
 stop the backend on one app host -> ServiceDown reaches the webhook receiver; stop Redis ->
 RedisDown and /api/v1/health/detailed answers 503; stop PostgreSQL -> DatabaseDown; restore each
 -> the alert resolves. Each measured delay is printed next to its theoretical bound."""
@@ -14,7 +14,7 @@ import pytest
 from adg_molecule import topology
 from conftest import report, run_on
 
-from tests.fault_drills.drills import SLACK_SECONDS, Drill, run_drill
+from tests.molecule.fault_drills.drills import SLACK_SECONDS, Drill, run_drill
 
 
 def http_status(url: str, timeout: float = 10) -> tuple[int, dict]:
@@ -42,12 +42,23 @@ def drills(groups) -> list[Drill]:
     redis_host = groups[topo["adg_group_redis"]][0]
     postgres_host = groups[topo["adg_group_postgres"]][0]
     return [
-        Drill("stop the backend (socket + service) on " + app_host, "ServiceDown", app_host,
-              ("autodealgenie.socket", "autodealgenie.service"), "autodealgenie-backend",
-              {"instance": app_host}),
+        Drill(
+            "stop the backend (socket + service) on " + app_host,
+            "ServiceDown",
+            app_host,
+            ("autodealgenie.socket", "autodealgenie.service"),
+            "autodealgenie-backend",
+            {"instance": app_host},
+        ),
         Drill("stop Redis on " + redis_host, "RedisDown", redis_host, ("redis-server",), "redis", {}),
-        Drill("stop PostgreSQL on " + postgres_host, "DatabaseDown", postgres_host, ("postgresql",),
-              "postgres", {}),
+        Drill(
+            "stop PostgreSQL on " + postgres_host,
+            "DatabaseDown",
+            postgres_host,
+            ("postgresql",),
+            "postgres",
+            {},
+        ),
     ]
 
 
@@ -69,8 +80,10 @@ def test_fault_drills(drills, drill_settings, webhook, app_urls, remote):
         results.append(result)
         wait_healthy(app_urls)
 
-    report("fault drills (delay from fault/restore to webhook; bound = scrape + eval + for + group_wait"
-           " / scrape + eval + group_interval):")
+    report(
+        "fault drills (delay from fault/restore to webhook; bound = scrape + eval + for + group_wait"
+        " / scrape + eval + group_interval):"
+    )
     for result in results:
         for line in result.rows():
             report("  " + line)

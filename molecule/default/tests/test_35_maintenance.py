@@ -20,8 +20,10 @@ def active_matchers(alertmanager_url: str) -> list[set[str]]:
 
 def test_maintenance_silence_by_host_and_by_alert(alertmanager_url, groups):
     host = groups["postgres"][0]
-    for selector, matcher in ((f"maintenance_host={host}", f"instance={host}"),
-                              ("maintenance_alert=HighAPILatency", "alertname=HighAPILatency")):
+    for selector, matcher in (
+        (f"maintenance_host={host}", f"instance={host}"),
+        ("maintenance_alert=HighAPILatency", "alertname=HighAPILatency"),
+    ):
         first = run_playbook("playbooks/maintenance.yml", "-e", selector, "-e", "maintenance_duration=10m")
         assert first.returncode == 0, first.stdout[-3000:]
         assert {matcher} in active_matchers(alertmanager_url)

@@ -16,8 +16,8 @@ import urllib.request
 from adg_molecule import port, topology
 from conftest import report, run_on, run_playbook
 
-from tests.rolling_upgrade.hammer import Hammer
-from tests.rolling_upgrade.variants import app_version, bumped, make_variant
+from tests.molecule.rolling_upgrade.hammer import Hammer
+from tests.molecule.rolling_upgrade.variants import app_version, bumped, make_variant
 
 # Cheap endpoints that still go through gunicorn and Flask on each host.
 HAMMER_PATHS = ["/api/v1/health", "/api/v1/cars/health"]
@@ -37,7 +37,8 @@ def active_silences(alertmanager_url: str, instance: str) -> list[dict]:
     with urllib.request.urlopen(f"{alertmanager_url}/api/v2/silences", timeout=10) as response:  # noqa: S310
         silences = json.load(response)
     return [
-        s for s in silences
+        s
+        for s in silences
         if s["status"]["state"] in ("active", "pending")
         and any(m["name"] == "instance" and m["value"] == instance for m in s["matchers"])
     ]
@@ -54,8 +55,10 @@ def test_rolling_upgrade_then_broken_build_rolled_back(tmp_path, remote, address
     hammer = Hammer([addresses[h] for h in apps], port("backend_port"), HAMMER_PATHS).start()
     upgrade = run_playbook("playbooks/rolling_upgrade.yml", "-e", f"backend_source_dir={good}", *GATE_ARGS)
     stats = hammer.stop()
-    report(f"rolling upgrade {before[first]['version']} -> {bumped(base, 1)} under load: "
-           f"rc={upgrade.returncode}; {stats.summary()} (stated bound: 0 failed)")
+    report(
+        f"rolling upgrade {before[first]['version']} -> {bumped(base, 1)} under load: "
+        f"rc={upgrade.returncode}; {stats.summary()} (stated bound: 0 failed)"
+    )
     for failure in stats.failures:
         report("  failed: " + failure)
     assert upgrade.returncode == 0, upgrade.stdout[-6000:]
@@ -74,17 +77,23 @@ def test_rolling_upgrade_then_broken_build_rolled_back(tmp_path, remote, address
     )
     rest_stats = hammer.stop()
     after = {h: release_of(remote, h) for h in apps}
-    report(f"broken build {bumped(base, 2)}: rc={failed_run.returncode}; {first} back on "
-           f"{after[first]['release_id']}; {', '.join(rest)} untouched: "
-           f"{all(after[h] == upgraded[h] and main_pid(remote, h) == untouched_pids[h] for h in rest)}; "
-           f"clients of untouched hosts: {rest_stats.summary()}")
+    report(
+        f"broken build {bumped(base, 2)}: rc={failed_run.returncode}; {first} back on "
+        f"{after[first]['release_id']}; {', '.join(rest)} untouched: "
+        f"{all(after[h] == upgraded[h] and main_pid(remote, h) == untouched_pids[h] for h in rest)}; "
+        f"clients of untouched hosts: {rest_stats.summary()}"
+    )
     assert failed_run.returncode != 0, "the broken build was not stopped"
     assert "rolled back" in failed_run.stdout
     assert after[first] == upgraded[first], "first host not rolled back to its previous release"
     for h in rest:
         assert after[h] == upgraded[h] and main_pid(remote, h) == untouched_pids[h], f"{h} was touched"
     assert rest_stats.failed == 0, rest_stats.failures
-    run_on(remote, first, f"python3 -c \"import urllib.request as u; "
-                          f"assert u.urlopen('http://{addresses[first]}:{port('backend_port')}"
-                          f"/api/v1/health/detailed', timeout=10).status == 200\"")
+    run_on(
+        remote,
+        first,
+        f'python3 -c "import urllib.request as u; '
+        f"assert u.urlopen('http://{addresses[first]}:{port('backend_port')}"
+        f"/api/v1/health/detailed', timeout=10).status == 200\"",
+    )
     assert not active_silences(alertmanager_url, first), "the rolled-back host is still silenced"

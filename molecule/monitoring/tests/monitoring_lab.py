@@ -158,20 +158,30 @@ def last_reload_successful(mon):
     return re.search(r"^prometheus_config_last_reload_successful 1$", text, re.MULTILINE) is not None
 
 
-
-
 def gpg(home, *args, text=False):
     """Run gpg with its own home directory (a throw-away keyring)."""
-    return subprocess.run(["gpg", "--batch", "--quiet", "--homedir", str(home), *args],
-                          check=True, capture_output=True, text=text)
+    return subprocess.run(
+        ["gpg", "--batch", "--quiet", "--homedir", str(home), *args],
+        check=True,
+        capture_output=True,
+        text=text,
+    )
 
 
 def throwaway_signing_key(workdir):
     """Create a passphrase-less signing key under workdir; returns (gnupg home, fingerprint)."""
     home = Path(workdir, "gnupg")
     home.mkdir(mode=0o700)
-    gpg(home, "--passphrase", "", "--quick-gen-key", "ADG test repository <repo@test.invalid>",
-        "ed25519", "sign", "never")
+    gpg(
+        home,
+        "--passphrase",
+        "",
+        "--quick-gen-key",
+        "ADG test repository <repo@test.invalid>",
+        "ed25519",
+        "sign",
+        "never",
+    )
     colons = gpg(home, "--with-colons", "--list-keys", text=True).stdout
     return home, re.search(r"^fpr:::::::::([0-9A-F]{40}):", colons, re.MULTILINE).group(1)
 

@@ -61,17 +61,18 @@ def build_fake_deb(workdir, version):
         "Description: TEST FAKE of the grafana package (not Grafana)\n"
     )
     deb = workdir / f"grafana_{version}_all.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)], check=True, capture_output=True
+    )
     return deb
 
 
 def package_stanza(deb, filename):
-    control = subprocess.run(["dpkg-deb", "--field", str(deb)], check=True, capture_output=True,
-                             text=True).stdout.strip()
+    control = subprocess.run(
+        ["dpkg-deb", "--field", str(deb)], check=True, capture_output=True, text=True
+    ).stdout.strip()
     data = deb.read_bytes()
-    return (f"{control}\nFilename: {filename}\nSize: {len(data)}\n"
-            f"SHA256: {hashlib.sha256(data).hexdigest()}\n")
+    return f"{control}\nFilename: {filename}\nSize: {len(data)}\nSHA256: {hashlib.sha256(data).hexdigest()}\n"
 
 
 @pytest.fixture(scope="module")
@@ -108,8 +109,15 @@ def signed_repo():
 
 def install(repo, fingerprint):
     extra = {"grafana_apt_repo_url": repo["url"], "grafana_apt_key_fingerprint": fingerprint}
-    return ansible_playbook(str(SCENARIO / "fresh_host_check.yml"), "--tags", "grafana_install",
-                            "--limit", testinfra_hosts[0], "--extra-vars", json.dumps(extra))
+    return ansible_playbook(
+        str(SCENARIO / "fresh_host_check.yml"),
+        "--tags",
+        "grafana_install",
+        "--limit",
+        testinfra_hosts[0],
+        "--extra-vars",
+        json.dumps(extra),
+    )
 
 
 def changed(output):
@@ -138,6 +146,8 @@ def test_install_from_signed_repository_pinned_and_held(host, signed_repo):
         assert second.returncode == 0, second.stdout[-4000:]
         assert changed(second.stdout) == 0, second.stdout[-4000:]
     finally:
-        host.run("systemctl stop grafana-server; apt-mark unhold grafana; apt-get -y -qq purge grafana; "
-                 "rm -f /etc/apt/sources.list.d/grafana.sources /etc/apt/keyrings/grafana.asc; "
-                 "systemctl daemon-reload")
+        host.run(
+            "systemctl stop grafana-server; apt-mark unhold grafana; apt-get -y -qq purge grafana; "
+            "rm -f /etc/apt/sources.list.d/grafana.sources /etc/apt/keyrings/grafana.asc; "
+            "systemctl daemon-reload"
+        )

@@ -167,10 +167,18 @@ def test_synthetic_alert_reaches_the_controller_webhook(mon):
     test_id = uuid.uuid4().hex
     # A new alert name is a new group (group_by has alertname): notified after group_wait, not after
     # group_interval as a change to an earlier run's group would be.
-    labels = {"alertname": f"MoleculeSynthetic_{test_id[:12]}", "severity": "critical",
-              "component": "backend", "instance": "molecule", "adg_test_id": test_id}
-    alert = {"labels": labels, "annotations": {"summary": "synthetic alert from the monitoring scenario"},
-             "generatorURL": "http://molecule.invalid/"}
+    labels = {
+        "alertname": f"MoleculeSynthetic_{test_id[:12]}",
+        "severity": "critical",
+        "component": "backend",
+        "instance": "molecule",
+        "adg_test_id": test_id,
+    }
+    alert = {
+        "labels": labels,
+        "annotations": {"summary": "synthetic alert from the monitoring scenario"},
+        "generatorURL": "http://molecule.invalid/",
+    }
     with WebhookSink(gateway, sink_port) as sink:
         try:
             status, body = request(mon["alertmanager"] + "/api/v2/alerts", data=[alert], method="POST")

@@ -55,15 +55,23 @@ GOOD_RULES = [
 
 def converge_prometheus(extra_rules, **extra_vars):
     return ansible_playbook(
-        str(SCENARIO / "converge.yml"), "--tags", "prometheus", "--limit", MONITORING,
-        "--extra-vars", json.dumps({"prometheus_alert_rules_extra": extra_rules, **extra_vars}),
+        str(SCENARIO / "converge.yml"),
+        "--tags",
+        "prometheus",
+        "--limit",
+        MONITORING,
+        "--extra-vars",
+        json.dumps({"prometheus_alert_rules_extra": extra_rules, **extra_vars}),
     )
 
 
 def handler_result(output, handler):
     """'changed', 'ok' or 'skipping' for a handler that ran (None when it was not notified)."""
-    match = re.search(rf"RUNNING HANDLER \[prometheus : {handler}\].*?^(changed|ok|skipping):", output,
-                      re.MULTILINE | re.DOTALL)
+    match = re.search(
+        rf"RUNNING HANDLER \[prometheus : {handler}\].*?^(changed|ok|skipping):",
+        output,
+        re.MULTILINE | re.DOTALL,
+    )
     return match.group(1) if match else None
 
 
@@ -142,9 +150,12 @@ def other_host():
 
 def vendor_check(key_server, fingerprint):
     return ansible_playbook(
-        str(SCENARIO / "fresh_host_check.yml"), "--check", "--limit", other_host(),
-        "--extra-vars", json.dumps({"grafana_apt_repo_url": key_server["url"],
-                                    "grafana_apt_key_fingerprint": fingerprint}),
+        str(SCENARIO / "fresh_host_check.yml"),
+        "--check",
+        "--limit",
+        other_host(),
+        "--extra-vars",
+        json.dumps({"grafana_apt_repo_url": key_server["url"], "grafana_apt_key_fingerprint": fingerprint}),
     )
 
 

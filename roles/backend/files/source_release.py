@@ -56,7 +56,7 @@ def main() -> int:
                 "digest": short,
                 "release_id": f"{version}-{short}",
                 # environment markers compare the full version (e.g. python_full_version < "3.11.3")
-        "python": "{}.{}.{}".format(*sys.version_info[:3]),
+                "python": "{}.{}.{}".format(*sys.version_info[:3]),
             }
         )
     )

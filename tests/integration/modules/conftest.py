@@ -3,19 +3,15 @@ Alertmanager and webhook sink on loopback ports (tests/support/monitoring.py).""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from adg_stack import ADMIN_PASSWORD, GOOD_RULES, TOKEN, alertmanager_config
+
+from tests.support.monitoring import Alertmanager, GrafanaDouble, Prometheus, WebhookSink, free_port
+from tests.unit.plugins.ansible_module_runner import run_in_process, run_with_ansible
 
 REPO = Path(__file__).resolve().parents[3]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
-
-from adg_stack import ADMIN_PASSWORD, GOOD_RULES, TOKEN, alertmanager_config  # noqa: E402
-
-from tests.support.monitoring import Alertmanager, GrafanaDouble, Prometheus, WebhookSink, free_port  # noqa: E402
-from tests.unit.plugins.ansible_module_runner import run_in_process, run_with_ansible  # noqa: E402
 
 
 @pytest.fixture

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[3]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from tests.unit.plugins.ansible_module_runner import enable_project_module_utils
 
-from tests.unit.plugins.ansible_module_runner import enable_project_module_utils  # noqa: E402
+REPO = Path(__file__).resolve().parents[3]
 
 enable_project_module_utils()

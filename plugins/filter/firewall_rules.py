@@ -1,0 +1,89 @@
+"""Filters for the common role's nftables firewall: normalise the firewall_allow_* lists."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from ansible.errors import AnsibleFilterError
+
+_ENTRY_KEYS = {"port", "proto", "to_groups", "from_groups", "from_cidrs"}
+
+
+def _port(value, where):
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError(f"{where}: port {value!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise AnsibleFilterError(f"{where}: port {port} is outside 1-65535")
+    return port
+
+
+def firewall_rules(allow_lists, group_members, host_addresses, host_groups=None):
+    """Turn ``{firewall_allow_<name>: [entries]}`` into sorted, de-duplicated nftables rules.
+
+    Each entry is ``{port, proto (tcp|udp, default tcp), to_groups: [...], from_groups: [...],
+    from_cidrs: [...]}``. An entry with ``to_groups`` applies only to a host in one of them
+    (``host_groups``: the host's group names); without it, to every host.
+    ``group_members`` maps group -> host names, ``host_addresses`` host -> private address.
+    Returns ``[{name, port, proto, ipv4: [...], ipv6: [...]}]``; an entry whose groups are empty
+    yields a rule with no sources (rendered as a comment: nothing is opened).
+    """
+    rules = []
+    for name in sorted(allow_lists):
+        entries = allow_lists[name]
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            raise AnsibleFilterError(f"{name}: not a list of {{port, from_groups, from_cidrs}}")
+        for index, entry in enumerate(entries):
+            where = f"{name}[{index}]"
+            if not isinstance(entry, dict) or "port" not in entry:
+                raise AnsibleFilterError(f"{where}: expected a mapping with at least 'port'")
+            unknown = set(entry) - _ENTRY_KEYS
+            if unknown:
+                raise AnsibleFilterError(f"{where}: unknown keys {sorted(unknown)}")
+            to_groups = entry.get("to_groups")
+            if to_groups is not None:
+                if not isinstance(to_groups, list):
+                    raise AnsibleFilterError(f"{where}: to_groups must be a list")
+                if host_groups is not None and not set(map(str, to_groups)) & set(map(str, host_groups)):
+                    continue
+            proto = str(entry.get("proto", "tcp"))
+            if proto not in ("tcp", "udp"):
+                raise AnsibleFilterError(f"{where}: proto must be tcp or udp, not {proto!r}")
+            groups = entry.get("from_groups") or []
+            cidrs = entry.get("from_cidrs") or []
+            if not isinstance(groups, list) or not isinstance(cidrs, list):
+                raise AnsibleFilterError(f"{where}: from_groups and from_cidrs must be lists")
+            if not groups and not cidrs:
+                raise AnsibleFilterError(f"{where}: give from_groups and/or from_cidrs ")
+            sources = []
+            for group in groups:
+                for host in group_members.get(str(group), []):
+                    address = host_addresses.get(host)
+                    if not address:
+                        raise AnsibleFilterError(f"{where}: host {host} (group {group}): no private address")
+                    sources.append(str(address))
+            sources += [str(c) for c in cidrs]
+            networks = set()
+            for source in sources:
+                try:
+                    networks.add(ipaddress.ip_network(source, strict=False))
+                except ValueError:
+                    raise AnsibleFilterError(f"{where}: {source!r} is not an IP address or CIDR") from None
+            rules.append(
+                {
+                    "name": name,
+                    "port": _port(entry["port"], where),
+                    "proto": proto,
+                    "ipv4": [str(n) for n in sorted(n for n in networks if n.version == 4)],
+                    "ipv6": [str(n) for n in sorted(n for n in networks if n.version == 6)],
+                }
+            )
+    return rules
+
+
+class FilterModule:
+    def filters(self):
+        return {"firewall_rules": firewall_rules}

@@ -1,0 +1,370 @@
+"""Every dashboard query (and every rule expression) parses in a real Prometheus and names only
+metrics that our app and exporters actually expose; exporter-backed panels return data.
+
+Real parts: Debian's prometheus, node/postgres/redis exporters and the project's MongoDB exporter
+(tests/support/exporters.py) against PostgreSQL, Redis and a MongoDB stand-in started on loopback
+by tests/support/datastores.py, scraped by a Prometheus on loopback under the topology's job
+names. The app's metric names come from its registry (autodealgenie.metrics and the gunicorn
+process-tree collector, which is what production exposes)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support import content, datastores, exporters, monitoring
+from tests.support.appenv import app_env
+from tests.support.paths import REPO
+from tests.support.promql import selectors
+
+BACKEND = "autodealgenie-backend"
+EXPORTER_JOBS = ("node", "postgres", "redis", "mongodb")
+SCRAPE_INTERVAL = 1  # seconds; rate() windows need two samples
+# Series Prometheus itself attaches to every target.
+SYNTHETIC = {
+    "up",
+    "scrape_duration_seconds",
+    "scrape_samples_scraped",
+    "scrape_samples_post_metric_relabeling",
+    "scrape_series_added",
+}
+# Suffixes of the samples a metric family exposes, by type (multiprocess mode drops *_created).
+SAMPLE_SUFFIXES = {
+    "counter": ("_total",),
+    "gauge": ("",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("_sum", "_count", ""),
+    "info": ("_info",),
+    "untyped": ("",),
+}
+
+
+def _import_app_module(name):
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != "autodealgenie":
+            raise
+        sys.path.insert(0, str(REPO / "app/src"))  # not installed: use the source tree
+        return importlib.import_module(name)
+
+
+def app_metric_names() -> set[str]:
+    """Sample names the backend exposes: every metric of its registry module plus process_*."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    metrics = _import_app_module("autodealgenie.metrics")
+    process_metrics = _import_app_module("autodealgenie.process_metrics")
+    names = set()
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            for family in value.describe():
+                names |= {family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type]}
+    for family in process_metrics.ProcessTreeCollector(root_pid=os.getpid).collect():
+        names |= {sample.name for sample in family.samples}
+    return names
+
+
+def _psql(conninfo, sql, password=None):
+    env = {**os.environ, "PGCONNECT_TIMEOUT": "5", **({"PGPASSWORD": password} if password else {})}
+    run = subprocess.run(
+        ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-tA", conninfo, "-c", sql],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    if run.returncode != 0:
+        raise RuntimeError(f"psql {sql!r} failed: {run.stderr}")
+    return run.stdout.strip()
+
+
+def _redis_cli(instance, *args):
+    command = ["redis-cli", "-h", instance.host, "-p", str(instance.port)]
+    env = {**os.environ, **({"REDISCLI_AUTH": instance.password} if instance.password else {})}
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=env, check=True
+    ).stdout.strip()
+
+
+class Prometheus(monitoring.Prometheus):
+    """The support Prometheus scraping ``targets`` ({job: address}), with query helpers."""
+
+    def __init__(self, workdir, targets: dict[str, str]):
+        super().__init__(
+            workdir,
+            scrape_configs=[
+                {"job_name": job, "static_configs": [{"targets": [target]}]}
+                for job, target in targets.items()
+            ],
+            scrape_interval=f"{SCRAPE_INTERVAL}s",
+            evaluation_interval=f"{SCRAPE_INTERVAL}s",
+        )
+        self.start(timeout=60)
+
+    def _wait(self, probe, what, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if probe():
+                    return
+            except OSError:
+                pass
+            assert self.proc.poll() is None, "prometheus exited"
+            assert time.monotonic() < deadline, f"prometheus: {what} not reached in {timeout}s"
+            time.sleep(0.25)
+
+    def query(self, expr):
+        """(HTTP status, decoded body) of an instant query."""
+        url = self.url + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback)
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+
+    def wait_for_samples(self, expr, count, what):
+        def enough():
+            status, body = self.query(expr)
+            return (
+                status == 200
+                and body["data"]["result"]
+                and float(body["data"]["result"][0]["value"][1]) >= count
+            )
+
+        self._wait(enough, what)
+
+
+class App:
+    """The backend under gunicorn (production mode: multiprocess metrics, process-tree collector),
+    migrated and seeded, against the test datastores. ADG_APP_BIN names the directory holding its
+    `gunicorn` and `autodealgenie` scripts (default: next to this Python)."""
+
+    def __init__(self, workdir, pg, redis_instance, mongo_url):
+        bindir = Path(os.environ.get("ADG_APP_BIN") or Path(sys.executable).parent)
+        self.port = datastores.free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        multiproc = workdir / "app-metrics"
+        multiproc.mkdir()
+        self.env = {
+            **os.environ,
+            **app_env(
+                pg,
+                redis_instance,
+                mongo_url,
+                METRICS_ENABLED="true",
+                PROMETHEUS_MULTIPROC_DIR=multiproc,
+                GUNICORN_BIND=f"127.0.0.1:{self.port}",
+                GUNICORN_WORKERS=2,
+                GUNICORN_ACCESS_LOG="",
+            ),
+        }
+        for command in (["migrate"], ["seed", "--vehicles", "200"]):
+            run = subprocess.run(
+                [str(bindir / "autodealgenie"), *command], env=self.env, capture_output=True, text=True
+            )
+            if run.returncode != 0:
+                raise RuntimeError(f"autodealgenie {command[0]} failed: {run.stderr}")
+        self.log = (workdir / "gunicorn.log").open("w")
+        self.process = subprocess.Popen(
+            [str(bindir / "gunicorn"), "-c", "python:autodealgenie.gunicorn_conf", "autodealgenie.wsgi:app"],
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(self.base + "/health", timeout=2).close()  # noqa: S310 (loopback)
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    log = (workdir / "gunicorn.log").read_text()
+                    raise RuntimeError(f"the backend did not start:\n{log[-3000:]}") from None
+                time.sleep(0.3)
+
+    @property
+    def target(self):
+        return f"127.0.0.1:{self.port}"
+
+    def traffic(self):
+        """One round of tests/molecule/traffic/traffic.py: every endpoint, logins good and bad, cache hits."""
+        run = subprocess.run(
+            [
+                sys.executable,
+                str(REPO / "tests/molecule/traffic/traffic.py"),
+                "--base-url",
+                self.base,
+                "--iterations",
+                "1",
+                "--max-seconds",
+                "120",
+            ],
+            capture_output=True,
+            text=True,
+        )
+        assert run.returncode in (0, 1), f"traffic.py failed to run: {run.stderr}"
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("monitoring-stack")
+    started = []
+    try:
+        # pg_stat_statements preloaded, as the data tier configures it (SlowQueries needs it)
+        pg = datastores.start_postgres(settings={"shared_preload_libraries": "pg_stat_statements"})
+        started.append(pg)
+        database = content.topology()["postgresql_app_database"]
+        monitor_user = content.topology()["postgresql_monitor_user"]
+        monitor_password = "exporter-test-password"
+        superuser = pg.superuser_dsn  # local socket, trust
+        exists = f"SELECT 1 FROM pg_database WHERE datname = '{database}'"  # noqa: S608 (topology's name)
+        if _psql(superuser, exists) != "1":
+            _psql(superuser, f'CREATE DATABASE "{database}"')
+        # As the data tier sets it up: the extension in the exporter's database, a pg_monitor role.
+        _psql(superuser, "CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        _psql(
+            superuser,
+            f"CREATE ROLE \"{monitor_user}\" LOGIN PASSWORD '{monitor_password}' IN ROLE pg_monitor",
+        )
+        app_conninfo = f"host={pg.host} port={pg.port} dbname={database} user={pg.user}"
+        redis_instance = datastores.start_redis()
+        started.append(redis_instance)
+        _redis_cli(redis_instance, "CONFIG", "SET", "maxmemory", "64mb")  # the redis role always sets one
+        mongo = datastores.start_mongodb()
+        started.append(mongo)
+
+        dsn = f"postgresql://{monitor_user}:{monitor_password}@{pg.host}:{pg.port}/postgres?sslmode=disable"
+        running = {
+            "node": exporters.start_node_exporter(workdir),
+            "postgres": exporters.start_postgres_exporter(dsn, workdir),
+            "redis": exporters.start_redis_exporter(
+                f"redis://{redis_instance.host}:{redis_instance.port}",
+                workdir,
+                password=redis_instance.password,
+            ),
+            "mongodb": exporters.start_mongodb_exporter(mongo.url, workdir),
+        }
+        started.extend(running.values())
+        targets = {job: exporter.target for job, exporter in running.items()}
+        try:
+            app = App(workdir, pg, redis_instance, mongo.url)
+            started.append(app)
+            targets[BACKEND] = app.target
+            app_error = None
+        except (OSError, RuntimeError) as exc:
+            app, app_error = None, str(exc)
+        prometheus = Prometheus(workdir, targets)
+        started.append(prometheus)
+
+        names = {job: exporter.metric_names() for job, exporter in running.items()}
+        names[BACKEND] = app_metric_names()
+
+        # Work for the rate() panels, in two rounds between scrapes: a per-database series only
+        # appears with the database's first statement, and rate() needs it to move afterwards.
+        prometheus.wait_for_samples("count(up == 1)", len(targets), "every target scraped")
+        _redis_cli(redis_instance, "SET", "car_search:test", "x", "EX", "900")
+        for _ in range(2):
+            time.sleep(2 * SCRAPE_INTERVAL)
+            for key in ("car_search:test", "car_search:test", "car_search:test", "car_search:missing"):
+                _redis_cli(redis_instance, "GET", key)
+            for _ in range(3):
+                _psql(app_conninfo, "SELECT count(*) FROM pg_class", password=pg.password)
+            if app is not None:
+                app.traffic()
+        time.sleep(3 * SCRAPE_INTERVAL)
+        yield {"prometheus": prometheus, "names": names, "app_error": app_error}
+    finally:
+        for thing in reversed(started):
+            thing.stop()
+
+
+@pytest.mark.parametrize(("where", "expr"), [pytest.param(w, e, id=w) for w, e in content.all_expressions()])
+def test_query_parses_in_prometheus(stack, where, expr):
+    status, body = stack["prometheus"].query(expr)
+    assert status == 200 and body.get("status") == "success", f"{where}: {expr}\n{body}"
+
+
+def _allowed_names(names, selector):
+    job = selector.label("job")
+    if job is None:
+        return set().union(*names.values())
+    op, value = job
+    jobs = [value] if op == "=" else value.split("|")
+    return set().union(*(names[j] for j in jobs))
+
+
+@pytest.mark.parametrize(("where", "expr"), [pytest.param(w, e, id=w) for w, e in content.all_expressions()])
+def test_query_names_only_exposed_metrics(stack, where, expr):
+    names = stack["names"]
+    for selector in selectors(expr):
+        assert selector.name, f"{where}: selector without a metric name"
+        if selector.name in SYNTHETIC:
+            continue
+        allowed = _allowed_names(names, selector)
+        assert selector.name in allowed, (
+            f"{where}: {selector.name} is not exposed by job {selector.label('job')}"
+        )
+
+
+def test_app_registry_has_the_http_metrics():
+    """Guards the name collection itself: an empty or wrong set would make the test above vacuous."""
+    names = app_metric_names()
+    assert {
+        "http_requests_total",
+        "http_request_duration_seconds_bucket",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "autodealgenie_user_signups_total",
+    } <= names
+    assert "http_requests" not in names and "http_request_duration_seconds" not in names
+
+
+def test_exporters_expose_what_the_rules_need(stack):
+    names = stack["names"]
+    assert {
+        "pg_up",
+        "pg_stat_database_numbackends",
+        "pg_settings_max_connections",
+        "pg_stat_statements_db_calls_total",
+        "pg_stat_statements_db_exec_seconds_total",
+    } <= names["postgres"]
+    assert {
+        "redis_up",
+        "redis_memory_used_bytes",
+        "redis_memory_max_bytes",
+        "redis_keyspace_hits_total",
+    } <= names["redis"]
+    assert {"node_memory_MemAvailable_bytes", "node_filesystem_avail_bytes"} <= names["node"]
+    assert "mongodb_up" in names["mongodb"]
+
+
+@pytest.mark.parametrize(
+    ("where", "expr"),
+    [pytest.param(f"{u} / {t} / {r}", e, id=f"{u} / {t} / {r}") for u, t, r, e in content.panel_queries()],
+)
+def test_every_panel_query_shows_data(stack, where, expr):
+    """Each panel target returns a number (not nothing, not NaN) on a live stack with traffic."""
+    if any(s.label("job") == ("=", BACKEND) for s in selectors(expr)):
+        assert stack["app_error"] is None, stack["app_error"]
+    status, body = stack["prometheus"].query(expr)
+    assert status == 200, body
+    values = [float(sample["value"][1]) for sample in body["data"]["result"]]
+    assert values and not all(math.isnan(v) for v in values), f"{where}: no data for {expr}: {body['data']}"
