@@ -70,9 +70,9 @@ def _host(name: str):
     return testinfra.get_host(f"ansible://{name}?ansible_inventory={INVENTORY}")
 
 
-DATA = _host(RUNNER.get_hosts(TOPO["adg_group_postgres"])[0])
-APP = _host(RUNNER.get_hosts(TOPO["adg_group_app"])[0])
-MON = _host(RUNNER.get_hosts(TOPO["adg_group_monitoring"])[0])
+DATA = _host(RUNNER.get_hosts("postgres")[0])
+APP = _host(RUNNER.get_hosts("app")[0])
+MON = _host(RUNNER.get_hosts("monitoring")[0])
 
 
 def _address(host) -> str:

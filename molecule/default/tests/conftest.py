@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import testinfra
-from adg_molecule import port, topology  # (tests/molecule on PYTHONPATH)
+from adg_molecule import port  # (tests/molecule on PYTHONPATH)
 
 from tests.molecule.fault_drills.drills import DRILL_VARS, load_settings
 from tests.molecule.fault_drills.webhook_receiver import WebhookReceiver
@@ -64,17 +64,17 @@ def gateway(addresses) -> str:
 
 @pytest.fixture(scope="session")
 def prometheus_url(addresses, groups) -> str:
-    return f"http://{addresses[groups[topology()['adg_group_monitoring']][0]]}:{port('prometheus_port')}"
+    return f"http://{addresses[groups['monitoring'][0]]}:{port('prometheus_port')}"
 
 
 @pytest.fixture(scope="session")
 def alertmanager_url(addresses, groups) -> str:
-    return f"http://{addresses[groups[topology()['adg_group_monitoring']][0]]}:{port('alertmanager_port')}"
+    return f"http://{addresses[groups['monitoring'][0]]}:{port('alertmanager_port')}"
 
 
 @pytest.fixture(scope="session")
 def app_urls(addresses, groups) -> list[str]:
-    return [f"http://{addresses[h]}:{port('backend_port')}" for h in groups[topology()["adg_group_app"]]]
+    return [f"http://{addresses[h]}:{port('backend_port')}" for h in groups["app"]]
 
 
 @pytest.fixture(scope="session")

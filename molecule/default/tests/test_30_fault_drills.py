@@ -38,9 +38,9 @@ def wait_healthy(app_urls: list[str], timeout: float = 120) -> None:
 @pytest.fixture(scope="module")
 def drills(groups) -> list[Drill]:
     topo = topology()
-    app_host = groups[topo["adg_group_app"]][-1]
-    redis_host = groups[topo["adg_group_redis"]][0]
-    postgres_host = groups[topo["adg_group_postgres"]][0]
+    app_host = groups["app"][-1]
+    redis_host = groups["redis"][0]
+    postgres_host = groups["postgres"][0]
     return [
         Drill(
             "stop the backend (socket + service) on " + app_host,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import urllib.request
 
-from adg_molecule import port, topology
+from adg_molecule import port
 from conftest import report, run_on, run_playbook
 
 from tests.molecule.rolling_upgrade.hammer import Hammer
@@ -45,7 +45,7 @@ def active_silences(alertmanager_url: str, instance: str) -> list[dict]:
 
 
 def test_rolling_upgrade_then_broken_build_rolled_back(tmp_path, remote, addresses, groups, alertmanager_url):
-    apps = groups[topology()["adg_group_app"]]
+    apps = groups["app"]
     first, rest = apps[0], apps[1:]
     base = app_version()
     before = {h: release_of(remote, h) for h in apps}

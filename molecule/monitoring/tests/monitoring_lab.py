@@ -32,7 +32,7 @@ REPO = SCENARIO.parents[1]
 INVENTORY = os.environ["MOLECULE_INVENTORY_FILE"]
 EPHEMERAL = Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 RUNNER = testinfra.utils.ansible_runner.AnsibleRunner(INVENTORY)
-MONITORING = topology()["adg_group_monitoring"]
+MONITORING = "monitoring"
 MONITORING_HOSTS = RUNNER.get_hosts(MONITORING)
 
 PROMETHEUS_PORT = port("prometheus_port")
@@ -110,18 +110,12 @@ def recap(output, host):
     return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
 
 
-def resolve_group(value):
-    """adg_scrape_jobs group values are '{{ adg_group_x }}' references or literal names."""
-    match = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", str(value))
-    return topology()[match.group(1)] if match else str(value)
-
-
 @functools.cache
 def expected_targets():
     """{(job, instance)} for every topology scrape job whose inventory group has hosts."""
     targets = set()
     for job in topology()["adg_scrape_jobs"]:
-        for name in RUNNER.get_hosts(resolve_group(job["group"])):
+        for name in RUNNER.get_hosts(job["group"]):
             targets.add((job["job_name"], name))
     return targets
 
