@@ -11,7 +11,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-from adg_molecule import topology
 from conftest import report, run_on
 
 from tests.molecule.fault_drills.drills import SLACK_SECONDS, Drill, run_drill
@@ -37,7 +36,6 @@ def wait_healthy(app_urls: list[str], timeout: float = 120) -> None:
 
 @pytest.fixture(scope="module")
 def drills(groups) -> list[Drill]:
-    topo = topology()
     app_host = groups["app"][-1]
     redis_host = groups["redis"][0]
     postgres_host = groups["postgres"][0]
