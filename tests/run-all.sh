@@ -13,7 +13,7 @@ cd "$ADG_ROOT"
 # shellcheck source=tests/tools/bootstrap.sh
 . "$ADG_ROOT/tests/tools/bootstrap.sh" || exit 1
 
-ADG_STEPS=(lint unit app rules routes modules molecule)
+ADG_STEPS=(lint unit app rules routes modules collection molecule)
 ADG_SCENARIOS="${ADG_SCENARIOS:-common data monitoring default}"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 
@@ -43,6 +43,11 @@ step_routes() {
 
 step_modules() {
   python -m pytest -q tests/integration/modules tests/integration/monitoring
+}
+
+# The built tarball installed into an empty collections path and used from outside the repo.
+step_collection() {
+  python -m pytest -q tests/integration/collection
 }
 
 step_molecule() {

@@ -9,7 +9,7 @@ from autodealgenie import metrics
 from autodealgenie.app import create_app
 from prometheus_client.parser import text_string_to_metric_families
 
-CATALOGUE = {  # monitoring-content.md §3.1/§3.2 names the app has a source for (loans: no such feature)
+CATALOGUE = {  # every metric the dashboards and rules read from the app (it has no loans feature)
     "http_requests_total",
     "http_request_duration_seconds",
     "http_request_size_bytes",

@@ -7,7 +7,10 @@ import os
 from ansible.errors import AnsibleParserError
 from ansible.inventory.group import Group
 from ansible.plugins.vars import BaseVarsPlugin
+from ansible.utils.display import Display
 from ansible.utils.vars import combine_vars
+
+display = Display()
 
 DOCUMENTATION = r"""
 name: project_defaults
@@ -20,8 +23,10 @@ description:
     inventory's C(group_vars/all) and silently override it.) Ansible runs the builtin
     C(host_group_vars) before any collection vars plugin, so this plugin returns the defaults with
     the inventory's own C(group_vars/all) merged on top again.
-  - Variables in an inventory file's own C(vars:) sections (C(hosts.yml)) rank below these defaults,
-    as they rank below C(group_vars/) files; set group values in C(group_vars/) files.
+  - Only the C(vars) section of the group C(all) in an inventory file (C(hosts.yml)) ranks below
+    these defaults, as it ranks below C(group_vars/all/) files; the plugin warns about every variable
+    set there that a default overrides. Other groups' C(vars), C(group_vars/) files and host
+    variables all win.
   - Values are templated lazily, as group_vars are, so they may refer to facts and other hosts.
   - Enable it after C(host_group_vars) in C(vars_plugins_enabled).
 options:
@@ -78,6 +83,15 @@ class VarsModule(BaseVarsPlugin):
             raise AnsibleParserError(f"project_defaults: {found} is not a mapping of variables")
         return combine_vars(data, new)
 
+    @staticmethod
+    def _warn_shadowed(all_group, defaults):
+        """Warn about `all: vars:` of an inventory file (hosts.yml) that a default overrides."""
+        for name in sorted(set(all_group.vars) & set(defaults)):
+            display.warning(
+                f"{name} is set in the inventory file's `all: vars:`, which ranks below the project "
+                "defaults, so it has no effect: set it in group_vars/all/ instead."
+            )
+
     def get_vars(self, loader, path, entities, cache=True):
         super().get_vars(loader, path, entities)
         entities = entities if isinstance(entities, list) else [entities]
@@ -90,6 +104,7 @@ class VarsModule(BaseVarsPlugin):
             for name in sorted(os.listdir(directory)):
                 if not name.startswith(".") and name.endswith(_EXTENSIONS):
                     data = self._load(loader, os.path.join(directory, name), data)
+        self._warn_shadowed(next(e for e in entities if isinstance(e, Group) and e.name == "all"), data)
         # host_group_vars has already returned this source's group_vars/all, and ran first: merge it
         # on top of the defaults again, or the defaults would override it.
         group_vars = os.path.join(os.path.realpath(path), "group_vars")

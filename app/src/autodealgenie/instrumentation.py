@@ -2,7 +2,7 @@
 
 prometheus-flask-exporter serves /metrics and provides the gunicorn multiprocess plumbing
 (GunicornInternalPrometheusMetrics, mark_process_dead_on_child_exit). Its default metrics are
-named flask_http_request_*, so they are turned off (export_defaults=False) and the guide's HTTP
+named flask_http_request_*, so they are turned off (export_defaults=False) and the catalogue's HTTP
 metrics are recorded by request hooks here: unlike the exporter's register_default, hooks also see
 requests that match no route, counted under one fixed handler label.
 """

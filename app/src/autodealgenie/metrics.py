@@ -41,7 +41,7 @@ requests_inprogress = Gauge(
     multiprocess_mode="livesum",
 )
 
-# --- application (catalogue, monitoring-content.md §3.1) -------------------------------------------------
+# --- application ------------------------------------------------------------------------------------
 # max: the same constant 1 in every worker; max collapses the per-worker files into one series.
 app_info = Gauge(
     "autodealgenie_app_info",
