@@ -1,16 +1,19 @@
-"""Documentation shared by the project's HTTP modules (options of module_utils/adg_http.py)."""
+"""Documentation shared by the collection's HTTP modules (options of module_utils/adg_http.py)."""
 
 from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # Connection options every module accepts (http_argument_spec in module_utils/adg_http.py).
+    # Connection options every module accepts (http_argument_spec in module_utils/adg_http.py). The
+    # transport is ansible.module_utils.urls; the names are those of ansible.builtin.uri where they exist.
     DOCUMENTATION = r"""
 options:
   url_username:
     aliases:
     - username
-    description: User for basic auth. Ignored when O(token) is set.
+    description:
+    - User for basic auth (sent pre-emptively). Ignored when O(token) is set.
+    - Credentials written into O(url) (C(https://user:pass@host)) are used the same way.
     type: str
   url_password:
     aliases:
@@ -22,7 +25,14 @@ options:
     description: Verify the server's TLS certificate.
     type: bool
   ca_path:
-    description: CA bundle used to verify the server's certificate.
+    description: CA bundle (PEM) used, instead of the system's, to verify the server's certificate.
+    type: path
+  client_cert:
+    description:
+    - PEM file with the client certificate (and optionally its key) for TLS client authentication.
+    type: path
+  client_key:
+    description: PEM file with the private key of O(client_cert), when that file does not hold it.
     type: path
   timeout:
     default: 10
@@ -30,14 +40,42 @@ options:
     type: float
   retries:
     default: 3
-    description: Extra attempts, with exponential backoff, after connection errors and HTTP 5xx.
+    description:
+    - Extra attempts, with exponential backoff (0.5 s doubling, at most 8 s; a numeric C(Retry-After)
+      is honoured up to 8 s), after connection errors, HTTP 5xx and HTTP 429.
+    - Requests that are not idempotent (POST) are repeated only when the server cannot have processed
+      them (connection refused, HTTP 429).
+    type: int
+  max_redirects:
+    default: 5
+    description:
+    - Redirects (HTTP 301, 302, 303, 307, 308) followed per request; C(0) follows none.
+    - Credentials (basic auth, token, netrc) are sent only to the origin (scheme, host and port) of
+      O(url); a redirect to another origin is followed without them.
+    - 303, and 301/302 after a POST, continue with a GET without body; the others repeat the request.
     type: int
   use_proxy:
     default: true
-    description: Use proxies from the environment (C(http_proxy), C(no_proxy)).
+    description: Use proxies from the environment (C(http_proxy), C(https_proxy), C(no_proxy)).
     type: bool
+  use_netrc:
+    default: true
+    description:
+    - Without O(url_username) and O(token), take basic-auth credentials for the host of O(url) from
+      C(~/.netrc) (or the file named by C($NETRC)) on the managed host.
+    type: bool
+  unix_socket:
+    description:
+    - Connect to this unix socket instead of the host and port of O(url) (which still give the
+      C(Host) header and the TLS server name).
+    type: path
+  http_agent:
+    default: autodealgenie.ops
+    description: C(User-Agent) header of every request.
+    type: str
 notes:
-  - Uses only the Python standard library on the target.
+  - HTTP goes through C(ansible.module_utils.urls), shipped with the module; the managed host needs
+    only Python's standard library.
 """
 
     # Grafana's API; the modules act in one organisation, sent per request (X-Grafana-Org-Id).

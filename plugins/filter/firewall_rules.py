@@ -6,6 +6,67 @@ import ipaddress
 
 from ansible.errors import AnsibleFilterError
 
+DOCUMENTATION = r"""
+name: firewall_rules
+short_description: Turn firewall allow lists into sorted, de-duplicated nftables rules
+description:
+  - Takes a mapping of allow-list name (for example C(firewall_allow_postgres)) to a list of entries
+    C({port, proto, to_groups, from_groups, from_cidrs}) and returns one rule per entry, with the
+    sources resolved to IPv4 and IPv6 networks, sorted and de-duplicated.
+  - C(from_groups) are resolved through O(group_members) and O(host_addresses) (a host's private
+    address); C(from_cidrs) are taken as they are. An entry needs at least one of them.
+  - An entry with C(to_groups) applies only to a host in one of those groups (O(host_groups)); without
+    it, to every host.
+  - A group without members yields a rule with no sources (rendered as a comment, so nothing is opened).
+  - Unknown keys, a port outside 1-65535, a protocol other than C(tcp)/C(udp), a host without an
+    address or a source that is not an IP address or CIDR are errors, never a silently open port.
+positional: group_members, host_addresses, host_groups
+options:
+  _input:
+    description: Allow-list name to a list of entries (a null list is skipped).
+    type: dict
+    required: true
+  group_members:
+    description: Group name to the names of its hosts (for example built from C(groups)).
+    type: dict
+    required: true
+  host_addresses:
+    description: Host name to the address its peers reach it at.
+    type: dict
+    required: true
+  host_groups:
+    description: Groups of the host the rules are for (C(group_names)); when omitted, C(to_groups) is ignored.
+    type: list
+    elements: str
+"""
+
+EXAMPLES = r"""
+- name: Rules of this host, from every firewall_allow_* variable
+  ansible.builtin.set_fact:
+    firewall_rules: >-
+      {{ allow | autodealgenie.ops.firewall_rules(members, addresses, group_names) }}
+  vars:
+    allow:
+      firewall_allow_postgres:
+        - {port: 5432, from_groups: [app, monitoring], to_groups: [postgres]}
+      firewall_allow_ssh:
+        - {port: 22, from_cidrs: [10.0.0.0/8, "fd00::/8"]}
+    members: {app: [app1], monitoring: [mon1]}
+    addresses: {app1: 10.1.0.11, mon1: 10.1.0.5}
+# On a host of group postgres:
+#   - {name: firewall_allow_postgres, port: 5432, proto: tcp, ipv4: [10.1.0.5/32, 10.1.0.11/32], ipv6: []}
+#   - {name: firewall_allow_ssh, port: 22, proto: tcp, ipv4: [10.0.0.0/8], ipv6: ["fd00::/8"]}
+"""
+
+RETURN = r"""
+_value:
+  description:
+    - One rule per applicable entry, ordered by allow-list name then entry, each
+      C({name, port, proto, ipv4, ipv6}) with the source networks sorted.
+  type: list
+  elements: dict
+"""
+
 _ENTRY_KEYS = {"port", "proto", "to_groups", "from_groups", "from_cidrs"}
 
 

@@ -13,6 +13,45 @@ import hashlib
 
 from ansible.errors import AnsibleFilterError
 
+DOCUMENTATION = r"""
+name: openpgp_fingerprints
+short_description: Fingerprints of the primary keys in an OpenPGP public key block
+description:
+  - Parses an OpenPGP public key block, ASCII-armoured or binary, and returns the fingerprint of each
+    primary key (public-key packet; subkeys are not listed), in order.
+  - Runs on the controller, so a downloaded apt repository key can be checked against a pinned
+    fingerprint without GnuPG on the managed host, and also in check mode.
+  - Only version 4 keys (RFC 4880 section 12.2), which apt repositories publish, are supported; another
+    version, a malformed packet stream or a block without a public key is an error, never a silent pass.
+options:
+  _input:
+    description: The key block, as ASCII-armoured text or as bytes.
+    type: raw
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: Download the repository key
+  ansible.builtin.uri:
+    url: https://apt.grafana.com/gpg.key
+    return_content: true
+  register: repo_key
+
+- name: It holds exactly the pinned primary key
+  ansible.builtin.assert:
+    that:
+      - (repo_key.content | autodealgenie.ops.openpgp_fingerprints) == [pinned]
+  vars:
+    pinned: "{{ 'B53A E77B ADB6 30A6 8304 6005 963F A277 1045 8545' | replace(' ', '') }}"
+"""
+
+RETURN = r"""
+_value:
+  description: Upper-case hexadecimal fingerprints (40 characters) of the primary keys, in order.
+  type: list
+  elements: str
+"""
+
 _TAG_PUBLIC_KEY = 6
 
 

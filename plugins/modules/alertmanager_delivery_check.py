@@ -89,7 +89,7 @@ notes:
 
 EXAMPLES = r"""
 - name: A critical alert reaches the critical-alerts receiver
-  alertmanager_delivery_check:
+  autodealgenie.ops.alertmanager_delivery_check:
     url: "http://127.0.0.1:{{ alertmanager_port }}"
     receiver: critical-alerts
     labels:
@@ -98,7 +98,7 @@ EXAMPLES = r"""
   changed_when: false
 
 - name: Same, and prove delivery through the test webhook sink
-  alertmanager_delivery_check:
+  autodealgenie.ops.alertmanager_delivery_check:
     url: http://127.0.0.1:9093
     receiver: critical-alerts
     labels: {severity: critical}
@@ -200,13 +200,18 @@ def run(module, client):
         return result
     sink = None
     if params["sink_url"]:
-        sink = HttpClient(
-            params["sink_url"],
-            timeout=params["timeout"],
-            retries=params["retries"],
-            use_proxy=params["use_proxy"],
-            validate_certs=params["validate_certs"],
+        # Another server: Alertmanager's credentials, client certificate and socket are not for it.
+        shared = (
+            "timeout",
+            "retries",
+            "max_redirects",
+            "use_proxy",
+            "use_netrc",
+            "validate_certs",
+            "ca_path",
         )
+        sink_options = {k: params[k] for k in shared}
+        sink = HttpClient(params["sink_url"], http_agent=params["http_agent"], **sink_options)
     start = utcnow()
     alert = {
         "labels": labels,

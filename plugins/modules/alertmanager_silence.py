@@ -91,7 +91,7 @@ attributes:
 
 EXAMPLES = r"""
 - name: Silence one host for a rolling upgrade
-  alertmanager_silence:
+  autodealgenie.ops.alertmanager_silence:
     url: "http://127.0.0.1:{{ alertmanager_port }}"
     matchers:
       - instance="{{ inventory_hostname }}"
@@ -101,7 +101,7 @@ EXAMPLES = r"""
   delegate_to: "{{ groups['monitoring'][0] }}"
 
 - name: Expire it again
-  alertmanager_silence:
+  autodealgenie.ops.alertmanager_silence:
     url: "http://127.0.0.1:{{ alertmanager_port }}"
     matchers:
       - instance="{{ inventory_hostname }}"
@@ -109,7 +109,7 @@ EXAMPLES = r"""
   delegate_to: "{{ groups['monitoring'][0] }}"
 
 - name: Planned database maintenance with a fixed end
-  alertmanager_silence:
+  autodealgenie.ops.alertmanager_silence:
     url: http://127.0.0.1:9093
     matchers:
       - {name: component, value: database}

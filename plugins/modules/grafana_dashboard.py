@@ -37,8 +37,8 @@ description:
     O(overwrite=true) to replace deliberately regardless of the stored version.
   - A dashboard must have a pinned uid (Grafana 11.3+ would otherwise create a duplicate on every run).
   - Provisioned (file-managed) dashboards are reported, not overwritten.
-  - The project's own module, resolved from the library path by its short name
-    (C(grafana_dashboard)); not the community.grafana module of the same name.
+  - Use it by its FQCN C(autodealgenie.ops.grafana_dashboard); community.grafana has an unrelated module
+    with the same short name.
 version_added: "1.0.0"
 author: AutoDealGenie ops team
 options:
@@ -106,14 +106,14 @@ attributes:
     support: full
     details: The diff shows the normalised model and folder, before and after.
 seealso:
-  - module: grafana_folder
-  - module: grafana_panel_data
+  - module: autodealgenie.ops.grafana_folder
+  - module: autodealgenie.ops.grafana_panel_data
 """
 
 EXAMPLES = r"""
 - name: Push every dashboard of the role into the AutoDealGenie folder
-  grafana_dashboard:
-    url: "{{ grafana_api_url }}"
+  autodealgenie.ops.grafana_dashboard:
+    url: "{{ grafana_url }}"
     url_username: "{{ grafana_admin_user }}"
     url_password: "{{ grafana_admin_password }}"
     dashboard: "{{ lookup('ansible.builtin.file', item) | from_json }}"
@@ -124,14 +124,14 @@ EXAMPLES = r"""
   loop: "{{ query('ansible.builtin.fileglob', 'files/dashboards/*.json') }}"
 
 - name: Push a dashboard file already present on the Grafana host
-  grafana_dashboard:
+  autodealgenie.ops.grafana_dashboard:
     url: http://127.0.0.1:3000
     token: "{{ grafana_token }}"
     path: /var/lib/adg/dashboards/system-overview.json
 
 - name: Remove a retired dashboard
-  grafana_dashboard:
-    url: "{{ grafana_api_url }}"
+  autodealgenie.ops.grafana_dashboard:
+    url: "{{ grafana_url }}"
     token: "{{ grafana_token }}"
     uid: autodealgenie-legacy
     state: absent

@@ -34,8 +34,8 @@ description:
     RV(secrets_compared) and RV(secrets_note).
   - A provisioned (read-only) datasource that would need a change is reported clearly, instead of
     Grafana's raw HTTP 403.
-  - The project's own module, resolved from the library path by its short name
-    (C(grafana_datasource)); not the community.grafana module of the same name.
+  - Use it by its FQCN C(autodealgenie.ops.grafana_datasource); community.grafana has an unrelated module
+    with the same short name.
 version_added: "1.0.0"
 author: AutoDealGenie ops team
 options:
@@ -113,8 +113,8 @@ attributes:
 
 EXAMPLES = r"""
 - name: Prometheus datasource with a pinned uid
-  grafana_datasource:
-    url: "{{ grafana_api_url }}"
+  autodealgenie.ops.grafana_datasource:
+    url: "{{ grafana_url }}"
     url_username: "{{ grafana_admin_user }}"
     url_password: "{{ grafana_admin_password }}"
     uid: prometheus
@@ -128,8 +128,8 @@ EXAMPLES = r"""
   no_log: true
 
 - name: Datasource with a password, rotated on demand
-  grafana_datasource:
-    url: "{{ grafana_api_url }}"
+  autodealgenie.ops.grafana_datasource:
+    url: "{{ grafana_url }}"
     token: "{{ grafana_token }}"
     uid: postgres
     name: PostgreSQL

@@ -25,8 +25,8 @@ description:
     edit is detected, and treats a 409 on create as a race (re-reads instead of failing).
   - Deleting a folder also deletes the dashboards in it, so O(state=absent) refuses a non-empty folder
     unless O(force=true).
-  - The project's own module, resolved from the library path by its short name (C(grafana_folder));
-    not the community.grafana module of the same name.
+  - Use it by its FQCN C(autodealgenie.ops.grafana_folder); community.grafana has an unrelated module
+    with the same short name.
 version_added: "1.0.0"
 author: AutoDealGenie ops team
 options:
@@ -60,16 +60,16 @@ attributes:
 
 EXAMPLES = r"""
 - name: Ensure the AutoDealGenie folder exists
-  grafana_folder:
-    url: "{{ grafana_api_url }}"
+  autodealgenie.ops.grafana_folder:
+    url: "{{ grafana_url }}"
     url_username: "{{ grafana_admin_user }}"
     url_password: "{{ grafana_admin_password }}"
     uid: autodealgenie
     title: AutoDealGenie
 
 - name: Remove a folder that must be empty
-  grafana_folder:
-    url: "{{ grafana_api_url }}"
+  autodealgenie.ops.grafana_folder:
+    url: "{{ grafana_url }}"
     token: "{{ grafana_token }}"
     uid: scratch
     state: absent

@@ -101,13 +101,13 @@ notes:
   - Only C(label_values()) variable queries are resolved from Prometheus; other query variables need a
     saved current value or an entry in O(variables) (the result's RV(notes) lists them).
 seealso:
-  - module: grafana_dashboard
-  - module: prometheus_verify
+  - module: autodealgenie.ops.grafana_dashboard
+  - module: autodealgenie.ops.prometheus_verify
 """
 
 EXAMPLES = r"""
 - name: Every panel of the shipped dashboards shows data
-  grafana_panel_data:
+  autodealgenie.ops.grafana_panel_data:
     url: "http://127.0.0.1:{{ prometheus_port }}"
     # read on the controller, checked from the monitoring host
     dashboards: "{{ query('ansible.builtin.file', *dashboard_files) | map('from_json') | list }}"

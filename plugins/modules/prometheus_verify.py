@@ -123,13 +123,13 @@ attributes:
 notes:
   - Targets with health C(unknown) (not scraped yet, normal right after a start or reload) are waited for.
 seealso:
-  - module: grafana_panel_data
-  - module: alertmanager_delivery_check
+  - module: autodealgenie.ops.grafana_panel_data
+  - module: autodealgenie.ops.alertmanager_delivery_check
 """
 
 EXAMPLES = r"""
 - name: Every inventory host is scraped by its job, rules are healthy, Alertmanager is discovered
-  prometheus_verify:
+  autodealgenie.ops.prometheus_verify:
     url: "http://127.0.0.1:{{ prometheus_port }}"
     expected_targets:
       - {job: autodealgenie-backend, instance: app1, address: "10.0.0.11:8000"}
@@ -141,7 +141,7 @@ EXAMPLES = r"""
     wait_timeout: 180
 
 - name: Only check that the rules are loaded (no waiting)
-  prometheus_verify:
+  autodealgenie.ops.prometheus_verify:
     url: http://127.0.0.1:9090
     check_targets: false
     check_alertmanagers: false

@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from adg_stack import ADMIN_PASSWORD, GOOD_RULES, TOKEN, alertmanager_config
 
+from tests.integration.modules.adg_stack import ADMIN_PASSWORD, GOOD_RULES, TOKEN, alertmanager_config
 from tests.support.monitoring import Alertmanager, GrafanaDouble, Prometheus, WebhookSink, free_port
 from tests.unit.plugins.ansible_module_runner import run_in_process, run_with_ansible
 

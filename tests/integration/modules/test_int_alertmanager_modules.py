@@ -33,10 +33,10 @@ def test_silence_create_is_idempotent_then_updates_and_expires(run, run_ansible,
         "comment": "rolling upgrade of app1",
         "created_by": "pytest",
     }
-    preview = run_ansible("alertmanager_silence", args, check_mode=True)
+    preview = run_ansible("autodealgenie.ops.alertmanager_silence", args, check_mode=True)
     assert preview["changed"] and preview["silence_id"] is None and live_silences(am, instance="app1") == []
 
-    created = run_ansible("alertmanager_silence", args)
+    created = run_ansible("autodealgenie.ops.alertmanager_silence", args)
     assert created["changed"] and created["silence_id"]
     [stored] = live_silences(am, instance="app1")
     assert stored["id"] == created["silence_id"] and stored["comment"] == "rolling upgrade of app1"
@@ -106,7 +106,7 @@ def test_delivery_confirmed_by_webhook_sink_then_resolved(run_ansible, am, stack
         "wait_timeout": 30,
         "poll_interval": 0.5,
     }
-    result = run_ansible("alertmanager_delivery_check", args)
+    result = run_ansible("autodealgenie.ops.alertmanager_delivery_check", args)
     assert result.get("failed") is not True, result.get("msg")
     assert result["confirmed_by"] == "webhook" and result["delivered"] and result["routed"]
     assert result["receivers"] == ["critical-alerts"] and result["resolved"]

@@ -9,8 +9,8 @@ import sys
 import urllib.error
 
 import pytest
-from adg_stack import ADMIN_PASSWORD, TOKEN
 
+from tests.integration.modules.adg_stack import ADMIN_PASSWORD, TOKEN
 from tests.support.monitoring import GRAFANA_DOUBLE, GrafanaDouble, http_json
 
 

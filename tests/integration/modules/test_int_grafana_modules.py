@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from adg_stack import ADMIN_PASSWORD, TOKEN
-
+from tests.integration.modules.adg_stack import ADMIN_PASSWORD, TOKEN
 from tests.support.monitoring import http_json
 
 
@@ -70,8 +69,9 @@ def test_folder_title_clash_is_explained(run, grafana_args):
 
 # -- dashboards -----------------------------------------------------------------------------------
 def test_dashboard_via_ansible_creates_folder_then_is_idempotent(run_ansible, grafana, grafana_args):
-    """The real way: `ansible -m grafana_dashboard` resolves OUR module (not community.grafana's) and
-    runs it under /usr/bin/python3 with only the standard library."""
+    """The real way: `ansible -m autodealgenie.ops.grafana_dashboard` resolves OUR module from the
+    collections path and runs it under /usr/bin/python3 with only the standard library (and the
+    ansible.module_utils it ships with)."""
     args = dict(
         grafana_args,
         dashboard=dashboard_model(),
@@ -79,11 +79,11 @@ def test_dashboard_via_ansible_creates_folder_then_is_idempotent(run_ansible, gr
         folder_title="AutoDealGenie",
         create_folder=True,
     )
-    first = run_ansible("grafana_dashboard", args)
+    first = run_ansible("autodealgenie.ops.grafana_dashboard", args)
     assert first.get("failed") is not True, first
     assert first["changed"] and first["folder_created"] and first["version"] == 1
     assert first["url"] == "/d/adg-test/adg-test"
-    second = run_ansible("grafana_dashboard", args)
+    second = run_ansible("autodealgenie.ops.grafana_dashboard", args)
     assert second["changed"] is False and second["version"] == 1 and second["folder_created"] is False
     stored = api(grafana, "/api/dashboards/uid/adg-test")
     assert stored["meta"]["folderUid"] == "adg" and stored["meta"]["folderTitle"] == "AutoDealGenie"

@@ -6,8 +6,8 @@ import threading
 import time
 
 import pytest
-from adg_stack import ADMIN_PASSWORD
 
+from tests.integration.modules.adg_stack import ADMIN_PASSWORD
 from tests.support.monitoring import GrafanaDouble, Prometheus
 
 
@@ -52,7 +52,7 @@ def test_expected_targets_rules_and_alertmanager_ok_in_check_mode(run_ansible, p
         expected_alertmanagers=[stack["alertmanager"].address],
         min_alertmanagers=1,
     )
-    result = run_ansible("prometheus_verify", args, check_mode=True)
+    result = run_ansible("autodealgenie.ops.prometheus_verify", args, check_mode=True)
     assert result.get("failed") is not True, result.get("msg")
     assert result["ok"] and result["changed"] is False and result["problems"] == []
     assert {(t["job"], t["status"]) for t in result["targets"]} == {

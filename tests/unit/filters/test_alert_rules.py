@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -12,14 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from ansible_collections.autodealgenie.ops.plugins.filter import alert_rules as plugin
 
 from tests.support.paths import REPO, RULES_FILE
 
-_spec = importlib.util.spec_from_file_location(
-    "adg_alert_rules_plugin", REPO / "plugins/filter/alert_rules.py"
-)
-plugin = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(plugin)
 alert_rules = plugin.alert_rules
 
 RULES_TEXT = RULES_FILE.read_text()
@@ -175,7 +170,7 @@ def test_rendered_rules_still_pass_promtool(tmp_path):
 
 
 def test_works_as_an_ansible_filter(tmp_path):
-    """The filter loads through ansible.cfg's filter_plugins and returns the overridden structure."""
+    """The filter resolves by its FQCN from the collections path and returns the overridden structure."""
     ansible = Path(sys.executable).with_name("ansible")
     if not ansible.exists():
         pytest.skip("ansible is not installed next to this Python")

@@ -1,15 +1,10 @@
-"""Unit tests for plugins/filter/firewall_rules.py (allow-list assembly)."""
-
-import importlib.util
-from pathlib import Path
+"""Unit tests for plugins/filter/firewall_rules.py (autodealgenie.ops.firewall_rules)."""
 
 import pytest
+import yaml
 from ansible.errors import AnsibleFilterError
+from ansible_collections.autodealgenie.ops.plugins.filter import firewall_rules as fw
 
-_PATH = Path(__file__).resolve().parents[3] / "plugins/filter/firewall_rules.py"
-_SPEC = importlib.util.spec_from_file_location("common_firewall", _PATH)
-fw = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(fw)
 rules = fw.FilterModule().filters()["firewall_rules"]
 
 MEMBERS = {"monitoring": ["mon1"], "app": ["app1", "app2"], "empty": []}
@@ -63,3 +58,26 @@ def test_invalid_entries_name_the_variable(entries, message):
 def test_host_without_address_is_an_error():
     with pytest.raises(AnsibleFilterError, match="app2"):
         rules({"firewall_allow_x": [{"port": 80, "from_groups": ["app"]}]}, MEMBERS, {"app1": "10.1.0.11"})
+
+
+def test_to_groups_limit_an_entry_to_hosts_of_those_groups():
+    allow = {"firewall_allow_pg": [{"port": 5432, "from_groups": ["app"], "to_groups": ["postgres"]}]}
+    assert [r["port"] for r in rules(allow, MEMBERS, ADDRESSES, ["postgres", "redis"])] == [5432]
+    assert rules(allow, MEMBERS, ADDRESSES, ["app"]) == []
+    assert len(rules(allow, MEMBERS, ADDRESSES)) == 1, "without host_groups, to_groups is not applied"
+    with pytest.raises(AnsibleFilterError, match="to_groups must be a list"):
+        rules(
+            {"firewall_allow_pg": [{"port": 1, "from_groups": ["app"], "to_groups": "pg"}]},
+            MEMBERS,
+            ADDRESSES,
+        )
+
+
+def test_documented_example_gives_the_documented_result():
+    (task,) = yaml.safe_load(fw.EXAMPLES)
+    documented = yaml.safe_load(
+        "\n".join(line[2:] for line in fw.EXAMPLES.splitlines() if line.startswith("#   "))
+    )
+    v = task["vars"]
+    assert rules(v["allow"], v["members"], v["addresses"], ["postgres"]) == documented
+    assert "autodealgenie.ops.firewall_rules(" in task["ansible.builtin.set_fact"]["firewall_rules"]

@@ -1,10 +1,13 @@
-"""Run the project's modules the way Ansible does, for tests.
+"""Run the collection's modules the way Ansible does, for tests.
 
-* ``run_in_process(name, args, check_mode=False, diff=False)``: import plugins/modules/<name>.py and call
-  ``main()`` with JSON arguments, the way ansible-test's unit tests do (fast; patchable).
-* ``run_with_ansible(name, args, check_mode=False, diff=False)``: ``ansible localhost -m <name>`` with the
-  repository's ansible.cfg, executed by /usr/bin/python3 (no third-party packages), so module resolution
-  from the library path, AnsiballZ packaging of module_utils and the stdlib-only promise are all exercised.
+* ``run_in_process(name, args, check_mode=False, diff=False)``: import
+  ``ansible_collections.autodealgenie.ops.plugins.modules.<name>`` (the collection path pytest.ini puts
+  on sys.path, so the module and the tests share one copy of each module_utils) and call ``main()`` with
+  JSON arguments, the way ansible-test's unit tests do (fast; patchable).
+* ``run_with_ansible(fqcn, args, check_mode=False, diff=False)``: ``ansible localhost -m <fqcn>`` with the
+  repository's ansible.cfg, executed by /usr/bin/python3 (no third-party packages), so resolution by
+  FQCN from the collections path, AnsiballZ packaging of module_utils (ours and
+  ansible.module_utils.urls) and the target's plain Python are all exercised.
 
 Both return the module's result dict; a failed module has ``failed: True`` and ``msg``.
 """
@@ -12,7 +15,7 @@ Both return the module's result dict; a failed module has ``failed: True`` and `
 from __future__ import annotations
 
 import contextlib
-import importlib.util
+import importlib
 import io
 import json
 import os
@@ -21,25 +24,15 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
+COLLECTION = "autodealgenie.ops"
+PACKAGE = "ansible_collections.autodealgenie.ops"
 MODULES = REPO / "plugins" / "modules"
-MODULE_UTILS = REPO / "plugins" / "module_utils"
 TARGET_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
-def enable_project_module_utils():
-    """Make ``ansible.module_utils.adg_*`` importable in this process (Ansible does this on the target)."""
-    import ansible.module_utils as module_utils
-
-    if str(MODULE_UTILS) not in module_utils.__path__:
-        module_utils.__path__.append(str(MODULE_UTILS))
-
-
 def load_module(name):
-    enable_project_module_utils()
-    spec = importlib.util.spec_from_file_location(f"adg_test_module_{name}", MODULES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """The module ``plugins/modules/<name>.py`` imported from the collection path."""
+    return importlib.import_module(f"{PACKAGE}.plugins.modules.{name}")
 
 
 def run_in_process(name, args, check_mode=False, diff=False):
@@ -64,7 +57,23 @@ def run_in_process(name, args, check_mode=False, diff=False):
         raise AssertionError(f"module {name} printed no JSON result: {text!r}") from exc
 
 
-def run_with_ansible(name, args, check_mode=False, diff=False, timeout=300):
+def ansible_env(**extra):
+    """Environment for ansible CLI runs: the repository's ansible.cfg, JSON output, no profile_tasks."""
+    return dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.minimal",  # i.e. not profile_tasks
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FACT_CACHING="memory",
+        **extra,
+    )
+
+
+def run_with_ansible(fqcn, args, check_mode=False, diff=False, timeout=300):
+    if not fqcn.startswith(COLLECTION + "."):
+        raise ValueError(f"run_with_ansible takes a FQCN ({COLLECTION}.<module>), got {fqcn!r}")
     ansible = Path(sys.executable).with_name("ansible")
     cmd = [
         str(ansible),
@@ -74,7 +83,7 @@ def run_with_ansible(name, args, check_mode=False, diff=False, timeout=300):
         "-i",
         "localhost,",
         "-m",
-        name,
+        fqcn,
         "-a",
         json.dumps(args),
         "-e",
@@ -84,16 +93,9 @@ def run_with_ansible(name, args, check_mode=False, diff=False, timeout=300):
         cmd.append("--check")
     if diff:
         cmd.append("--diff")
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
-        ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.minimal",  # i.e. not profile_tasks
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FACT_CACHING="memory",
+    run = subprocess.run(
+        cmd, cwd=REPO, env=ansible_env(), capture_output=True, text=True, timeout=timeout, check=False
     )
-    run = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout, check=False)
     try:
         report = json.loads(run.stdout)
         return report["plays"][0]["tasks"][0]["hosts"]["localhost"]

@@ -1,11 +1,17 @@
-"""Unit tests of the project's modules and module_utils: HTTP is faked below the retry logic."""
+"""Unit tests of the collection's modules and module_utils: the network below urls is scripted."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import pytest
 
-from tests.unit.plugins.ansible_module_runner import enable_project_module_utils
+from tests.unit.plugins.fake_http import FakeOpener
 
-REPO = Path(__file__).resolve().parents[3]
 
-enable_project_module_utils()
+@pytest.fixture
+def network(monkeypatch):
+    """``network(*script)`` installs a FakeOpener under urls (see fake_http) and returns it."""
+
+    def install(*script):
+        return FakeOpener(*script).install(monkeypatch)
+
+    return install

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from ansible.module_utils.adg_grafana import (
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_grafana import (
     GrafanaError,
     builtin_variables,
     check_uid,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime
 
 import pytest
-from ansible.module_utils.adg_http import ModuleFailure
-from ansible.module_utils.adg_prometheus import (
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_http import ModuleFailure
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_prometheus import (
     evaluate_alertmanagers,
     evaluate_rules,
     evaluate_targets,

@@ -5,25 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from ansible.module_utils import adg_http
-from ansible_module_runner import run_in_process
-from fake_http import FakeOpener
+from ansible_collections.autodealgenie.ops.plugins.module_utils import adg_http
+
+from tests.unit.plugins.ansible_module_runner import run_in_process
 
 GRAFANA = {"url": "http://grafana.test:3000", "url_username": "admin", "url_password": "Adm1n-secret"}
 
 
-@pytest.fixture
-def network(monkeypatch):
-    """Install a FakeOpener under every HttpClient; backoff sleeps are skipped."""
-    holder = {}
-
-    def install(*script):
-        holder["opener"] = FakeOpener(*script)
-        return holder["opener"]
-
-    monkeypatch.setattr(adg_http.urllib.request, "build_opener", lambda *handlers: holder["opener"])
-    monkeypatch.setattr(adg_http.HttpClient, "_pause", lambda self, attempt: None)
-    return install
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch):
+    """Backoff sleeps are skipped (the fake network of conftest.py answers at once)."""
+    monkeypatch.setattr(adg_http.HttpClient, "_pause", lambda self, attempt, retry_after=None: None)
 
 
 def stored_dashboard(version, title="old"):
