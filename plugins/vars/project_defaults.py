@@ -18,17 +18,16 @@ short_description: Load a project's shared defaults below every inventory's grou
 description:
   - Reads every C(*.yml)/C(*.yaml)/C(*.json) file (sorted by name) of the directories in O(paths)
     and returns their variables for the group C(all) of every inventory source.
-  - Those variables rank below the inventory's C(group_vars/all) and C(group_vars/<group>), so a
-    value an operator sets there always wins. (Playbook-adjacent C(group_vars/) would rank above an
-    inventory's C(group_vars/all) and silently override it.) Ansible runs the builtin
-    C(host_group_vars) before any collection vars plugin, so this plugin returns the defaults with
-    the inventory's own C(group_vars/all) merged on top again.
-  - Only the C(vars) section of the group C(all) in an inventory file (C(hosts.yml)) ranks below
-    these defaults, as it ranks below C(group_vars/all/) files; the plugin warns about every variable
-    set there that a default overrides. Other groups' C(vars), C(group_vars/) files and host
-    variables all win.
+  - It runs only at the inventory stage, where Ansible merges what a vars plugin returns into the
+    inventory's own variables of the group C(all), the lowest rank of all group variables. Every
+    C(group_vars/all/) and C(group_vars/<group>/) file of the inventory, the C(vars) of any other
+    group in C(hosts.yml) and every host variable rank above it, so a value an operator sets there
+    always wins. (Playbook-adjacent C(group_vars/) would rank above an inventory's
+    C(group_vars/all) and silently override it.)
+  - The one place that ranks the same is the C(vars) of the group C(all) in an inventory file
+    (C(hosts.yml)), which these defaults override; the plugin warns about every such variable.
   - Values are templated lazily, as group_vars are, so they may refer to facts and other hosts.
-  - Enable it after C(host_group_vars) in C(vars_plugins_enabled).
+  - Enable it in C(vars_plugins_enabled) next to C(host_group_vars).
 options:
   paths:
     description: Directories to read, in order (later files win on the same variable).
@@ -41,24 +40,14 @@ options:
       - name: ADG_PROJECT_DEFAULTS_PATHS
   stage:
     description:
-      - Only C(inventory) keeps the ranking described above; at C(task) stage the defaults would
-        also be returned next to playbook-adjacent group_vars.
+      - Only C(inventory) gives the ranking described above; at C(task) stage the defaults would be
+        merged at the rank of C(group_vars/all) files and override an operator's values there.
     type: str
     default: inventory
     choices: [inventory]
     ini:
       - section: autodealgenie_ops_project_defaults
         key: stage
-  _valid_extensions:
-    description: Extensions of the C(group_vars/) files merged on top again (as C(host_group_vars)).
-    type: list
-    elements: string
-    default: [".yml", ".yaml", ".json"]
-    env:
-      - name: ANSIBLE_YAML_FILENAME_EXT
-    ini:
-      - key: yaml_valid_extensions
-        section: defaults
 """
 
 EXAMPLES = r"""
@@ -105,11 +94,4 @@ class VarsModule(BaseVarsPlugin):
                 if not name.startswith(".") and name.endswith(_EXTENSIONS):
                     data = self._load(loader, os.path.join(directory, name), data)
         self._warn_shadowed(next(e for e in entities if isinstance(e, Group) and e.name == "all"), data)
-        # host_group_vars has already returned this source's group_vars/all, and ran first: merge it
-        # on top of the defaults again, or the defaults would override it.
-        group_vars = os.path.join(os.path.realpath(path), "group_vars")
-        if os.path.isdir(group_vars):
-            extensions = self.get_option("_valid_extensions")
-            for found in loader.find_vars_files(group_vars, "all", extensions, allow_dir=True):
-                data = self._load(loader, found, data)
         return data
