@@ -63,7 +63,7 @@ EXPORTERS = {
 PG_APP_DB = TOPO["postgresql_app_database"]
 PG_APP_USER = TOPO["postgresql_app_user"]
 REDIS_APP_USER = TOPO["redis_app_user"]
-REDIS_EXPORTER_USER = TOPO["redis_exporter_user"]
+REDIS_EXPORTER_USER = TOPO["redis_monitor_user"]
 
 
 def _host(name: str):
@@ -335,7 +335,7 @@ def test_mongodb_exporter_reports_down_when_login_fails():
     nx-27017 has no SCRAM, so any credentials fail there, the way a wrong password fails on MongoDB.
     """
     unit = "adg-test-mongodb-exporter-badauth"
-    uri = f"mongodb://{TOPO['mongodb_exporter_user']}:{INCORRECT_CREDENTIAL}@{DATA_IP}:{port('mongodb_port')}/admin"
+    uri = f"mongodb://{TOPO['mongodb_monitor_user']}:{INCORRECT_CREDENTIAL}@{DATA_IP}:{port('mongodb_port')}/admin"
     DATA.check_output(
         "systemd-run --collect --unit %s -p DynamicUser=yes"
         " -E MONGODB_URI=%s -E MONGODB_EXPORTER_LISTEN_ADDRESS=%s -E MONGODB_EXPORTER_TIMEOUT_SECONDS=2"

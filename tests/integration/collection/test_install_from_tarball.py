@@ -133,7 +133,7 @@ PLAYBOOK = """\
         REDISCLI_AUTH: "{{ item.password }}"
       loop:
         - {user: "{{ redis_app_user }}", password: "{{ redis_app_password }}"}
-        - {user: "{{ redis_exporter_user }}", password: "{{ redis_exporter_password }}"}
+        - {user: "{{ redis_monitor_user }}", password: "{{ redis_monitor_password }}"}
       loop_control:
         label: "{{ item.user }}"
       register: pings
@@ -155,7 +155,7 @@ def test_roles_and_a_module_work_from_a_playbook_outside_the_repo(workdir, insta
     # Inputs for the required options only; values are test-only random strings.
     values = {
         "redis_app_password": os.urandom(12).hex(),
-        "redis_exporter_password": os.urandom(12).hex(),
+        "redis_monitor_password": os.urandom(12).hex(),
     }
     inputs = {role: sorted(required_options(installed, role)) for role in ROLES}
     unknown = {name for names in inputs.values() for name in names} - set(values)
