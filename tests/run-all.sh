@@ -14,7 +14,7 @@ cd "$ADG_ROOT"
 . "$ADG_ROOT/tests/tools/bootstrap.sh" || exit 1
 
 ADG_STEPS=(lint unit app rules routes modules collection molecule)
-ADG_SCENARIOS="${ADG_SCENARIOS:-common data monitoring default}"
+ADG_SCENARIOS="${ADG_SCENARIOS:-common data monitoring default preflight}"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 
 step_lint() {
