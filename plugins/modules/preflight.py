@@ -88,7 +88,7 @@ problem_count:
   type: int
   sample: 21
 msg:
-  description: "The report, one line per problem: host, variable (and the vault_* it comes from), what is wrong."
+  description: "The report, one line per problem: host, variable (and its vault_* source), what is wrong."
   returned: always
   type: str
 """
