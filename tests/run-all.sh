@@ -14,7 +14,7 @@ cd "$ADG_ROOT"
 . "$ADG_ROOT/tests/tools/bootstrap.sh" || exit 1
 
 ADG_STEPS=(lint unit app rules routes modules collection molecule)
-ADG_SCENARIOS="${ADG_SCENARIOS:-common data monitoring default preflight}"
+ADG_SCENARIOS="${ADG_SCENARIOS:-common data monitoring default preflight data-trixie monitoring-trixie}"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 
 step_lint() {
@@ -52,8 +52,9 @@ step_collection() {
 
 step_molecule() {
   local scenario rc=0
-  # Build (or confirm cached) the test-host image once, before scenarios race for it.
+  # Build (or confirm cached) the test-host images once, before scenarios race for them.
   python tests/tools/testhosts/testhosts.py image || return 1
+  python tests/tools/testhosts/testhosts.py image --suite trixie || return 1
   for scenario in $ADG_SCENARIOS; do
     echo "--- molecule test -s $scenario"
     local started=$SECONDS

@@ -447,6 +447,20 @@ def render_inventory(spec: LabSpec, key_path: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_etc_hosts(hostname: str | None = None) -> str:
+    """/etc/hosts as the Debian installer writes it: services that start on their default
+    configuration (PostgreSQL, etcd) bind ``localhost``. The image gets it without a hostname
+    (minbase bookworm ships none at all); each host gets its own ``127.0.1.1 <hostname>`` line."""
+    own = f"127.0.1.1\t{hostname}\n" if hostname else ""
+    return (
+        f"127.0.0.1\tlocalhost\n{own}\n"
+        "# The following lines are desirable for IPv6 capable hosts\n"
+        "::1     localhost ip6-localhost ip6-loopback\n"
+        "ff02::1 ip6-allnodes\n"
+        "ff02::2 ip6-allrouters\n"
+    )
+
+
 def render_networkd(address: str, prefixlen: int, gateway: str) -> str:
     return (
         "# Static address on the lab bridge (testhosts.py); sorts before 80-container-host0.network.\n"
@@ -661,6 +675,8 @@ def gather_image_inputs(suite: str, mirror_override: str | None) -> ImageInputs:
     for path in pip_conf_files():
         files[str(path).lstrip("/")] = path.read_bytes()
     files["etc/resolv.conf"] = resolv_conf_text().encode()
+    # Part of the digest, so changing these lines rebuilds cached images.
+    files["etc/hosts"] = render_etc_hosts().encode()
     # Keep .debs for the shared archive cache (harvested on destroy); `apt` deletes them by default.
     files["etc/apt/apt.conf.d/10adg-keep-archives"] = (
         b'APT::Keep-Downloaded-Packages "true";\nBinary::apt::APT::Keep-Downloaded-Packages "true";\n'
@@ -963,9 +979,7 @@ def prepare_machine(state: State, spec: LabSpec, host: HostSpec, image: Path) ->
             raise TesthostsError(f"image {image.parent.name} was replaced meanwhile; run create again")
         run(["cp", "--reflink=auto", "-a", str(image), str(tmp)])
     (tmp / "etc/hostname").write_text(f"{host.name}\n")
-    hosts = (tmp / "etc/hosts").read_text() if (tmp / "etc/hosts").exists() else ""
-    hosts = re.sub(r"^127\.0\.1\.1\s.*\n?", "", hosts, flags=re.MULTILINE)
-    (tmp / "etc/hosts").write_text(f"127.0.1.1\t{host.name}\n" + hosts)
+    (tmp / "etc/hosts").write_text(render_etc_hosts(host.name))
     (tmp / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
     network_dir = tmp / "etc/systemd/network"
     network_dir.mkdir(parents=True, exist_ok=True)

@@ -252,3 +252,47 @@ def test_networkd_file_sorts_before_container_default():
     assert th.NETWORKD_FILE < "80-container-host0.network"
     text = th.render_networkd("172.30.11.11", 24, "172.30.11.1")
     assert "Name=host0" in text and "Address=172.30.11.11/24" in text and "Gateway=172.30.11.1" in text
+
+
+# --- /etc/hosts -----------------------------------------------------------------------------------
+
+
+def resolve(hosts_text):
+    """name -> addresses, read the way glibc's files backend reads /etc/hosts."""
+    table = {}
+    for line in hosts_text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        for name in fields[1:]:
+            table.setdefault(name, []).append(fields[0])
+    return table
+
+
+def test_etc_hosts_of_a_host_is_the_debian_layout():
+    table = resolve(th.render_etc_hosts("data1"))
+    assert table["localhost"] == ["127.0.0.1", "::1"]
+    assert table["data1"] == ["127.0.1.1"]
+    assert table["ip6-localhost"] == table["ip6-loopback"] == ["::1"]
+    assert table["ip6-allnodes"] == ["ff02::1"] and table["ip6-allrouters"] == ["ff02::2"]
+
+
+def test_etc_hosts_of_the_image_names_no_host():
+    text = th.render_etc_hosts()
+    assert "127.0.1.1" not in text
+    assert resolve(text)["localhost"] == ["127.0.0.1", "::1"]
+
+
+def test_image_recipe_covers_etc_hosts(monkeypatch):
+    monkeypatch.setattr(th, "os_release", lambda: {"ID": "debian", "VERSION_CODENAME": "bookworm"})
+    monkeypatch.setattr(th, "controller_sources", lambda: th.parse_deb822(DEB822))
+    for name in ("portable_apt_conf_files", "local_ca_files", "pip_conf_files"):
+        monkeypatch.setattr(th, name, list)
+    monkeypatch.setattr(th, "resolv_conf_text", lambda: "nameserver 192.0.2.53\n")
+
+    def image_hash():
+        inputs = th.gather_image_inputs("trixie", None)
+        return inputs, th.recipe_hash(th.recipe("trixie", inputs.mirror, th.IMAGE_PACKAGES, inputs.digest()))
+
+    inputs, before = image_hash()
+    assert inputs.files["etc/hosts"] == th.render_etc_hosts().encode()
+    monkeypatch.setattr(th, "render_etc_hosts", lambda hostname=None: "127.0.0.1\tlocalhost\n")
+    assert image_hash()[1] != before  # a cached image with other /etc/hosts lines is rebuilt
