@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-TOPOLOGY = REPO / "playbooks" / "group_vars" / "all" / "topology.yml"
+TOPOLOGY = REPO / "playbooks" / "defaults" / "topology.yml"
 
 
 @functools.cache

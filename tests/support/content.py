@@ -1,4 +1,7 @@
-"""Loaders for the monitoring content under test: rules, dashboards, topology, PromQL expressions."""
+"""Loaders for the monitoring content under test: rules, dashboards, topology, PromQL expressions.
+
+Rules and dashboards are read from the directories their variables name (tests/support/paths.py).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,12 @@ from functools import cache
 
 import yaml
 
-from tests.support.paths import ALERTMANAGER_TEMPLATE, DASHBOARDS, RULES_DIR, TOPOLOGY
+from tests.support.paths import ALERTMANAGER_TEMPLATE, TOPOLOGY, dashboards_dir, rules_dir
 
 
 @cache
 def rule_files() -> dict[str, dict]:
-    return {path.name: yaml.safe_load(path.read_text()) for path in sorted(RULES_DIR.glob("*.yml"))}
+    return {path.name: yaml.safe_load(path.read_text()) for path in sorted(rules_dir().glob("*.yml"))}
 
 
 def alert_rules() -> dict[str, dict]:
@@ -30,7 +33,7 @@ def alert_rules() -> dict[str, dict]:
 @cache
 def dashboards() -> dict[str, dict]:
     """File stem -> dashboard model."""
-    return {path.stem: json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))}
+    return {path.stem: json.loads(path.read_text()) for path in sorted(dashboards_dir().glob("*.json"))}
 
 
 def panels():

@@ -1,7 +1,12 @@
-"""Verify the common role on real systemd test hosts: firewall, node_exporter, time sync."""
+"""Verify playbooks/common.yml (roles common and node_exporter) on real systemd test hosts:
+firewall, node_exporter, time sync, check mode after the converge."""
 
 import os
+import re
+import shutil
+import subprocess
 import urllib.request
+from pathlib import Path
 
 import testinfra.utils.ansible_runner
 from adg_molecule import port, private_ip, remote_tcp_probe, tcp_probe
@@ -80,3 +85,34 @@ def test_time_sync(host):
         )
     else:
         assert timesyncd.is_running
+
+
+def run_common(*args):
+    """playbooks/common.yml against this scenario's inventory, the way molecule runs it."""
+    repo = Path(__file__).resolve().parents[3]
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(repo / "ansible.cfg"),
+        ANSIBLE_CACHE_PLUGIN_CONNECTION=str(Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "facts"),
+        ANSIBLE_NOCOLOR="1",
+    )
+    command = [shutil.which("ansible-playbook") or "ansible-playbook"]
+    command += ["-i", os.environ["MOLECULE_INVENTORY_FILE"], str(repo / "playbooks" / "common.yml"), *args]
+    return subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=repo, timeout=600, check=False
+    )
+
+
+def test_check_mode_after_converge_changes_nothing():
+    result = run_common("--check")
+    assert result.returncode == 0, result.stdout[-3000:]
+    for name in RUNNER.get_hosts("all"):
+        recap = re.search(rf"^{re.escape(name)}\s+:.*\bchanged=(\d+)", result.stdout, re.MULTILINE)
+        assert recap and recap.group(1) == "0", result.stdout[-4000:]
+
+
+def test_node_exporter_refuses_a_wildcard_address_before_changing_anything():
+    result = run_common("--check", "--tags", "node_exporter", "-e", "node_exporter_listen_address=0.0.0.0")
+    assert result.returncode != 0
+    output = result.stdout
+    assert "node_exporter_listen_address" in output and "every interface" in output, output[-3000:]

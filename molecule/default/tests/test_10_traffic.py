@@ -5,6 +5,7 @@ verify.yml with no panel ignored: test_20_verify_playbook.py.)"""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -16,8 +17,10 @@ from adg_molecule import topology
 from conftest import REPO, report
 
 from tests.molecule.fault_drills.drills import parse_duration
+from tests.support import paths
 
-DASHBOARDS = sorted((REPO / "roles" / "grafana" / "files" / "dashboards").glob("*.json"))
+# The dashboards this scenario's inventory deploys (the directory grafana_dashboards_dir names).
+DASHBOARDS = sorted(paths.dashboards_dir(os.environ["MOLECULE_INVENTORY_FILE"]).glob("*.json"))
 
 
 def business_counters() -> list[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
-import glob
 import json
 import os
 import re
@@ -26,6 +25,8 @@ import testinfra.utils.ansible_runner
 import yaml
 from adg_molecule import port, topology
 
+from tests.support import paths
+
 SCENARIO = Path(__file__).resolve().parents[1]
 REPO = SCENARIO.parents[1]
 
@@ -38,8 +39,10 @@ MONITORING_HOSTS = RUNNER.get_hosts(MONITORING)
 PROMETHEUS_PORT = port("prometheus_port")
 ALERTMANAGER_PORT = port("alertmanager_port")
 GRAFANA_PORT = port("grafana_port")
-RULE_FILES = sorted(glob.glob(str(REPO / "roles" / "prometheus" / "files" / "rules" / "*.yml")))
-DASHBOARD_FILES = sorted(glob.glob(str(REPO / "roles" / "grafana" / "files" / "dashboards" / "*.json")))
+# The rule files and dashboards the scenario's inventory deploys: the directories its
+# prometheus_alert_rules_dir and grafana_dashboards_dir name, as Ansible resolves them.
+RULE_FILES = sorted(str(p) for p in paths.rules_dir(INVENTORY, MONITORING_HOSTS[0]).glob("*.yml"))
+DASHBOARD_FILES = sorted(str(p) for p in paths.dashboards_dir(INVENTORY, MONITORING_HOSTS[0]).glob("*.json"))
 # A Prometheus evaluation interval plus a scrape interval, with margin.
 SETTLE_SECONDS = 120
 

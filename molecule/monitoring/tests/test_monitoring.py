@@ -206,7 +206,8 @@ def test_grafana_is_the_standin_and_says_so(host):
 def test_grafana_admin_password_enforced_and_anonymous_refused(mon):
     assert request(mon["grafana"] + "/api/user", auth=("admin", secret("grafana_admin_password")))[0] == 200
     # the existing server's bootstrap password was changed by the role
-    assert request(mon["grafana"] + "/api/user", auth=("admin", secret("grafana_url_password")))[0] == 401
+    bootstrap = ("admin", secret("grafana_bootstrap_admin_password"))
+    assert request(mon["grafana"] + "/api/user", auth=bootstrap)[0] == 401
     assert request(mon["grafana"] + "/api/search")[0] == 401
 
 

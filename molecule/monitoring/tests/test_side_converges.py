@@ -68,7 +68,7 @@ def converge_prometheus(extra_rules, **extra_vars):
 def handler_result(output, handler):
     """'changed', 'ok' or 'skipping' for a handler that ran (None when it was not notified)."""
     match = re.search(
-        rf"RUNNING HANDLER \[prometheus : {handler}\].*?^(changed|ok|skipping):",
+        rf"RUNNING HANDLER \[(?:autodealgenie\.ops\.)?prometheus : {handler}\].*?^(changed|ok|skipping):",
         output,
         re.MULTILINE | re.DOTALL,
     )
@@ -120,6 +120,33 @@ def test_flag_and_rule_change_together_restart_once(host, mon):
     assert restored.returncode == 0, restored.stdout[-3000:]
     assert rule_group_names(mon) == expected_rule_groups()
     assert last_reload_successful(mon)
+
+
+def task_result(output, task):
+    """'ok', 'changed', 'skipping'... for the first run of a task (None when it did not run)."""
+    match = re.search(
+        rf"TASK \[(?:autodealgenie\.ops\.)?{re.escape(task)}\].*?^(changed|ok|skipping|fatal):",
+        output,
+        re.MULTILINE | re.DOTALL,
+    )
+    return match.group(1) if match else None
+
+
+def test_tags_configure_ends_with_the_readiness_checks():
+    """--tags configure re-applies the configuration and does not finish before every service
+    answers with it (the roles tag their run phase configure too); on a converged lab it changes nothing."""
+    result = ansible_playbook(str(REPO / "playbooks" / "monitoring.yml"), "--tags", "configure")
+    assert result.returncode == 0, result.stdout[-3000:]
+    for task in (
+        "alertmanager : Wait for Alertmanager to be ready",
+        "alertmanager : Check the live configuration is the one just written (last reload successful)",
+        "prometheus : Wait for Prometheus to be ready",
+        "prometheus : Check the live configuration is the one just written (last reload successful)",
+        "grafana : Push the dashboards",
+    ):
+        assert task_result(result.stdout, task) == "ok", (task, result.stdout[-3000:])
+    for name in MONITORING_HOSTS:
+        assert recap(result.stdout, name)["changed"] == 0, result.stdout[-5000:]
 
 
 def test_check_mode_after_converge_changes_nothing():

@@ -1,21 +1,31 @@
 """playbooks/verify.yml end to end: ansible-playbook against a local "monitoring host" (this machine,
-connection local) whose Prometheus, Alertmanager and Grafana (the API double) run on loopback ports."""
+connection local) whose Prometheus, Alertmanager and Grafana (the API double) run on loopback ports.
+The last test also deploys with the grafana role, to show that one inventory override of
+grafana_dashboards_dir changes both what is deployed and what is verified."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
 import sys
 import time
+import urllib.error
 
 import pytest
-from adg_stack import ADMIN_PASSWORD, REPO, alertmanager_config
 
-from tests.support.monitoring import Alertmanager, GrafanaDouble, Prometheus, WebhookSink, free_port
+from tests.integration.modules.adg_stack import ADMIN_PASSWORD, REPO, alertmanager_config
+from tests.support import paths
+from tests.support.monitoring import (
+    Alertmanager,
+    GrafanaDouble,
+    Prometheus,
+    WebhookSink,
+    free_port,
+    http_json,
+)
 from tests.unit.plugins.ansible_module_runner import TARGET_PYTHON, run_in_process
-
-RULES_FILE = REPO / "roles" / "prometheus" / "files" / "rules" / "autodealgenie.yml"
 
 TEST_DASHBOARD = {
     "uid": "adg-verify-test",
@@ -76,8 +86,9 @@ def local_monitoring(tmp_path_factory):
                 "grafana_dashboard",
                 dict(grafana_args, dashboard=TEST_DASHBOARD, folder_uid="autodealgenie", create_folder=True),
             )["changed"]
-            dashboard_file = base / "dashboard.json"
-            dashboard_file.write_text(json.dumps(TEST_DASHBOARD))
+            dashboards_dir = base / "dashboards"
+            dashboards_dir.mkdir()
+            (dashboards_dir / "verify-test.json").write_text(json.dumps(TEST_DASHBOARD))
             time.sleep(3)  # a few scrapes, so rate() has samples
             yield {
                 "prom": prom,
@@ -86,19 +97,23 @@ def local_monitoring(tmp_path_factory):
                 "sink": sink,
                 "jobs": jobs,
                 "base": base,
-                "dashboard_file": dashboard_file,
+                "dashboards_dir": dashboards_dir,
             }
 
 
 def _yaml_rules():
     import yaml  # ansible's dependency; only the test reads YAML
 
-    return yaml.safe_load(RULES_FILE.read_text())
+    return yaml.safe_load(paths.RULES_FILE.read_text())
 
 
-def run_verify(stack, extra, check_mode=False):
-    base = stack["base"]
-    inventory = base / "inventory.json"
+def write_inventory(base, name, group_vars=None):
+    """The one-host inventory (mon1 = this machine) in base/name/, with group_vars/all if given."""
+    directory = base / name
+    (directory / "group_vars").mkdir(parents=True, exist_ok=True)
+    inventory = directory / "hosts.json"
+    if group_vars:
+        (directory / "group_vars" / "all.json").write_text(json.dumps(group_vars))
     inventory.write_text(
         json.dumps(
             {
@@ -122,7 +137,11 @@ def run_verify(stack, extra, check_mode=False):
             }
         )
     )
-    variables = {
+    return inventory
+
+
+def stack_variables(stack):
+    return {
         "prometheus_port": stack["prom"].port,
         "alertmanager_port": stack["am"].port,
         "grafana_port": stack["grafana"].port,
@@ -131,14 +150,20 @@ def run_verify(stack, extra, check_mode=False):
             {"job_name": job, "group": "monitoring", "port": port, "scrape_interval": "1s"}
             for job, port in stack["jobs"].items()
         ],
-        "verify_dashboard_files": [str(stack["dashboard_file"])],
         "verify_wait_timeout": 30,
         "verify_panel_retries": 0,
     }
-    variables.update(extra)
+
+
+def run_playbook(stack, playbook, extra, inventory=None, check_mode=False):
+    base = stack["base"]
+    # The dashboards under test are the inventory's choice, as an operator would set them.
+    inventory = inventory or write_inventory(
+        base, "inventory", {"grafana_dashboards_dir": str(stack["dashboards_dir"])}
+    )
+    variables = dict(stack_variables(stack), **extra)
     extra_file = base / "extra.json"
     extra_file.write_text(json.dumps(variables))
-    playbook = str(REPO / "playbooks" / "verify.yml")
     env = dict(
         os.environ,
         ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
@@ -152,7 +177,7 @@ def run_verify(stack, extra, check_mode=False):
             ansible_playbook,
             "-i",
             str(inventory),
-            playbook,
+            str(playbook),
             "-e",
             f"@{extra_file}",
             *(["--check"] if check_mode else []),
@@ -165,6 +190,10 @@ def run_verify(stack, extra, check_mode=False):
         check=False,
     )
     return run.returncode, run.stdout + run.stderr
+
+
+def run_verify(stack, extra, check_mode=False, inventory=None):
+    return run_playbook(stack, REPO / "playbooks" / "verify.yml", extra, inventory, check_mode)
 
 
 def table_rows(output):
@@ -246,3 +275,61 @@ def test_verify_playbook_runs_in_check_mode(local_monitoring):
     )
     assert rows[("Grafana", "datasource prometheus")][1].startswith("prometheus -> http://127.0.0.1:")
     assert len(local_monitoring["sink"].notifications) == before, "check mode sent no test alert"
+
+
+OVERRIDE_DASHBOARD = {
+    "uid": "adg-override-test",
+    "title": "Dashboards directory override",
+    "panels": [
+        {
+            "id": 1,
+            "title": "Targets up",
+            "type": "stat",
+            "datasource": {"type": "prometheus", "uid": "prometheus"},
+            "targets": [{"refId": "A", "expr": "sum(up)"}],
+        }
+    ],
+}
+
+DEPLOY_GRAFANA = """\
+- name: Deploy the dashboards with the grafana role (existing server mode)
+  hosts: monitoring
+  gather_facts: false
+  roles:
+    - role: autodealgenie.ops.grafana
+"""
+
+
+def test_dashboards_dir_override_changes_what_is_deployed_and_verified(local_monitoring):
+    """One value in the inventory's group_vars/all: the role pushes that directory's dashboards and
+    verify.yml expects exactly those (and no longer the project's or the other tests' ones)."""
+    base, grafana = local_monitoring["base"], local_monitoring["grafana"]
+    override = base / "override-dashboards"
+    override.mkdir()
+    (override / "override.json").write_text(json.dumps(OVERRIDE_DASHBOARD))
+    inventory = write_inventory(
+        base, "override-inventory", {"grafana_dashboards_dir": str(override), "grafana_manage_server": False}
+    )
+    auth = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()}
+
+    def deployed(uid):
+        try:
+            return http_json(f"{grafana.url}/api/dashboards/uid/{uid}", headers=auth)["meta"]["folderUid"]
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404, exc
+            return None
+
+    assert deployed("adg-override-test") is None
+    playbook = base / "deploy_grafana.yml"
+    playbook.write_text(DEPLOY_GRAFANA)
+    rc, output = run_playbook(local_monitoring, playbook, {}, inventory)
+    assert rc == 0, output
+    assert deployed("adg-override-test") == "autodealgenie", "the role did not push the overriding directory"
+
+    rc, output = run_verify(local_monitoring, {}, inventory=inventory)
+    rows = table_rows(output)
+    assert rc == 0, output
+    dashboards = {check for component, check in rows if check.startswith("dashboard ")}
+    assert dashboards == {"dashboard adg-override-test"}, output
+    assert rows[("Grafana", "panel data")] == ("PASS", "1 panel(s) with data"), rows
+    assert ADMIN_PASSWORD not in output
