@@ -113,10 +113,11 @@ class ActionModule(ActionBase):
 
     # --- variables as a host sees them --------------------------------------------------------
 
-    def _role_defaults(self, role):
-        if role not in self._defaults:
+    def _role_defaults(self, role, kind="defaults"):
+        """A role's defaults/ (or vars/) files, merged as Ansible merges them."""
+        if (role, kind) not in self._defaults:
             data = {}
-            base = os.path.join(_roles_dir(), role, "defaults")
+            base = os.path.join(_roles_dir(), role, kind)
             files = []
             if os.path.isdir(os.path.join(base, "main")):
                 directory = os.path.join(base, "main")
@@ -135,20 +136,26 @@ class ActionModule(ActionBase):
                 loaded = self._loader.load_from_file(path, cache="all", trusted_as_template=True)
                 if isinstance(loaded, dict):
                     data.update(loaded)
-            self._defaults[role] = data
-        return self._defaults[role]
+            self._defaults[(role, kind)] = data
+        return self._defaults[(role, kind)]
 
     def _context(self, host):
         """The host's variables over the defaults of the roles it runs (lowest precedence)."""
         if host not in self._contexts:
             raw = self._hostvars.raw_get(host)
             member = set(raw.get("group_names", [])) | {"all"}
-            variables = {}
+            variables, private = {}, {}
             for component in self._components.values():
                 if member & set(component.get("groups", [])):
                     for role in component.get("roles", []):
                         variables.update(self._role_defaults(role))
+                        # role-private data (`_<role>_*` in vars/) that defaults refer to
+                        private.update(
+                            {k: v for k, v in self._role_defaults(role, "vars").items() if k.startswith("_")}
+                        )
             variables.update(raw)
+            for name, value in private.items():
+                variables.setdefault(name, value)
             variables["hostvars"] = self._hostvars
             self._contexts[host] = (variables, Templar(loader=self._loader, variables=variables))
         return self._contexts[host]
