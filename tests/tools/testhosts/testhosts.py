@@ -37,6 +37,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 DEFAULT_STATE_DIR = "/var/lib/adg-testhosts"
+# Seconds a just-started host may go without a visible systemd-nspawn process.
+NSPAWN_START_GRACE_S = 10.0
 DEFAULT_SUITE = "bookworm"
 SUPPORTED_SUITES = ("bookworm", "trixie")
 # Bump when the image customisation below changes, so cached images are rebuilt.
@@ -1070,6 +1072,10 @@ def wait_for_ssh(state: State, spec: LabSpec, hosts: list[HostSpec], timeout: fl
     while pending:
         for name, host in list(pending.items()):
             if not host_running(state, spec.lab, name):
+                # Right after the start, the launcher may not have exec'd systemd-nspawn yet (seen
+                # under load): only a host still missing after a grace period has exited.
+                if time.monotonic() - started < NSPAWN_START_GRACE_S:
+                    continue
                 tail = "\n".join(
                     state.log_file(spec.lab, name).read_text(errors="replace").splitlines()[-20:]
                 )

@@ -13,7 +13,7 @@ from tests.support import content
 from tests.support.paths import PROMTOOL_TESTS, RUNBOOKS
 from tests.support.promql import selectors
 
-# Issue 5: the guide's alerts plus MongoDBDown, HighMemoryUsage, HighCPUUsage and ExporterDown.
+# The product's alert set: severity and component of each alert.
 EXPECTED_ALERTS = {
     "ServiceDown": ("critical", "backend"),
     "HighErrorRate": ("critical", "backend"),
@@ -176,7 +176,7 @@ def _steps(*values):
     return [{"color": color, "value": value} for color, value in values]
 
 
-# The guide's panels (monitoring-content.md §6): title -> (type, unit, threshold steps).
+# The dashboards' panels as the product specifies them: title -> (type, unit, threshold steps).
 GUIDE_PANELS = {
     "autodealgenie-system-overview": {
         "Request Rate (req/s)": ("timeseries", "reqps", _steps(("green", None))),
