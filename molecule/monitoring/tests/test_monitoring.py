@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +22,6 @@ from monitoring_lab import (
     DASHBOARD_FILES,
     MONITORING_HOSTS,
     PROMETHEUS_PORT,
-    REPO,
     RUNNER,
     expected_rule_groups,
     expected_targets,
@@ -35,8 +33,7 @@ from monitoring_lab import (
     wait_until,
 )
 
-sys.path.insert(0, str(REPO))
-from tests.support.monitoring import WebhookSink
+from tests.support.monitoring import WebhookSink  # the repository is on PYTHONPATH (molecule config)
 
 testinfra_hosts = MONITORING_HOSTS
 

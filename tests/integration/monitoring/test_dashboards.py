@@ -51,13 +51,8 @@ SAMPLE_SUFFIXES = {
 
 
 def _import_app_module(name):
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != "autodealgenie":
-            raise
-        sys.path.insert(0, str(REPO / "app/src"))  # not installed: use the source tree
-        return importlib.import_module(name)
+    """A module of the app, installed in the venv by tests/tools/bootstrap.sh."""
+    return importlib.import_module(name)
 
 
 def app_metric_names() -> set[str]:
