@@ -1,7 +1,8 @@
 """Where the tests find things: files of the repository, and the monitoring content as Ansible sees it.
 
-Alert rules and dashboards are named by one variable each, ``prometheus_alert_rules_dir`` and
-``grafana_dashboards_dir`` (set in playbooks/defaults/monitoring.yml, overridable per inventory).
+Alert rules, dashboards and runbooks are named by one variable each, ``prometheus_alert_rules_dir``,
+``grafana_dashboards_dir`` and ``adg_runbooks_dir`` (set in playbooks/defaults/monitoring.yml,
+overridable per inventory).
 The deployment (the roles) and playbooks/verify.yml read those variables; so do the tests, through
 this module, which asks Ansible for their values instead of naming a role's directory. Pointing a
 variable elsewhere therefore changes what is deployed, verified and tested alike.
@@ -11,8 +12,8 @@ variable elsewhere therefore changes what is deployed, verified and tested alike
   with one local host, so only playbooks/defaults applies), or the inventory in
   ``$ADG_TEST_INVENTORY`` when that is set.
 * ``rules_dir()``, ``dashboards_dir()``: the same for the two variables.
-* ``RULES_DIR``, ``RULES_FILE`` (the project's rule file in it), ``DASHBOARDS``: module attributes
-  computed on first use (importing this module runs no Ansible).
+* ``RULES_DIR``, ``RULES_FILE`` (the project's rule file in it), ``DASHBOARDS``, ``RUNBOOKS``:
+  module attributes computed on first use (importing this module runs no Ansible).
 
 Run ``python -m tests.support.paths prometheus_alert_rules_dir`` (from the repository root) to
 print a value, e.g. for shell scripts.
@@ -30,13 +31,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PROMTOOL_TESTS = REPO / "tests/integration/promtool"
-RUNBOOKS = REPO / "docs/runbooks"
 TOPOLOGY = REPO / "playbooks/defaults/topology.yml"
 ALERTMANAGER_TEMPLATE = REPO / "roles/alertmanager/templates/alertmanager.yml.j2"
 
 RULES_VARIABLE = "prometheus_alert_rules_dir"
 DASHBOARDS_VARIABLE = "grafana_dashboards_dir"
-CONTENT_VARIABLES = (RULES_VARIABLE, DASHBOARDS_VARIABLE)
+RUNBOOKS_VARIABLE = "adg_runbooks_dir"
+CONTENT_VARIABLES = (RULES_VARIABLE, DASHBOARDS_VARIABLE, RUNBOOKS_VARIABLE)
 # The project's own rule file (its alerts are what the promtool and unit tests cover).
 RULES_FILE_NAME = "autodealgenie.yml"
 
@@ -124,6 +125,8 @@ def __getattr__(name: str) -> Path:
         return rules_dir() / RULES_FILE_NAME
     if name == "DASHBOARDS":
         return dashboards_dir()
+    if name == "RUNBOOKS":
+        return content_dir(RUNBOOKS_VARIABLE)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
