@@ -20,10 +20,10 @@ from pathlib import Path
 import yaml
 
 from tests.molecule.fault_drills.webhook_receiver import WebhookReceiver
+from tests.support.paths import TOPOLOGY
 
 ROOT = Path(__file__).resolve().parents[3]
 DRILL_VARS = ROOT / "tests" / "molecule" / "fault_drills" / "drill_vars.yml"
-TOPOLOGY = ROOT / "playbooks" / "group_vars" / "all" / "topology.yml"
 # Delivery, HTTP and process scheduling on a loaded 2-core machine, on top of the bound.
 SLACK_SECONDS = 5.0
 
