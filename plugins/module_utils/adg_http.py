@@ -395,22 +395,20 @@ class HttpClient:
             )
             location = _header(resp_headers, "Location")
             if status in REDIRECT_STATUSES and status not in expected and location:
-                if hops >= self.max_redirects:
-                    raise HttpError(
-                        method,
-                        self.mask_url(url),
-                        status,
-                        reason=f"redirect not followed: more than max_redirects={self.max_redirects} hops",
-                        masker=self.mask,
-                        redirected_from=came_from,
-                    )
                 next_url = urllib.parse.urljoin(url, location.strip())
-                if not next_url.startswith(("http://", "https://")):
+                refused = (
+                    f"redirect not followed: more than max_redirects={self.max_redirects} hops"
+                    if hops >= self.max_redirects
+                    else f"redirect to a non-http(s) URL {self.mask_url(next_url)} not followed"
+                    if not next_url.startswith(("http://", "https://"))
+                    else None
+                )
+                if refused:
                     raise HttpError(
                         method,
                         self.mask_url(url),
                         status,
-                        reason=f"redirect to a non-http(s) URL {self.mask_url(next_url)} not followed",
+                        reason=refused,
                         masker=self.mask,
                         redirected_from=came_from,
                     )

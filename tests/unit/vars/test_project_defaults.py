@@ -60,26 +60,22 @@ def project(tmp_path):
     return tmp_path
 
 
-def facts(project: Path, host: str, expression: str) -> tuple[object, str]:
+def ansible(project: Path, host: str, *args: str) -> subprocess.CompletedProcess:
+    """`ansible <host> <args>` with the project's ansible.cfg and none of the caller's ANSIBLE_*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env["ANSIBLE_CONFIG"] = str(project / "ansible.cfg")
-    run = subprocess.run(
-        [
-            str(ANSIBLE),
-            "-i",
-            "inventory",
-            host,
-            "-m",
-            "ansible.builtin.debug",
-            "-a",
-            f"msg={{{{ {expression} | to_json }}}}",
-        ],
+    return subprocess.run(
+        [str(ANSIBLE), "-i", "inventory", host, *args],
         cwd=project,
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def facts(project: Path, host: str, expression: str) -> tuple[object, str]:
+    run = ansible(project, host, "-m", "ansible.builtin.debug", "-a", f"msg={{{{ {expression} | to_json }}}}")
     assert run.returncode == 0, run.stdout + run.stderr
     body = run.stdout[run.stdout.index("{") :]
     return json.loads(json.loads(body)["msg"]), run.stderr
@@ -137,15 +133,6 @@ def test_a_missing_defaults_directory_is_an_error(project):
     (project / "defaults/10-base.yml").unlink()
     (project / "defaults/20-more.yml").unlink()
     (project / "defaults").rmdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
-    env["ANSIBLE_CONFIG"] = str(project / "ansible.cfg")
-    run = subprocess.run(
-        [str(ANSIBLE), "-i", "inventory", "w1", "-m", "ansible.builtin.ping"],
-        cwd=project,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = ansible(project, "w1", "-m", "ansible.builtin.ping")
     assert run.returncode != 0
     assert "is not a directory" in run.stdout + run.stderr
