@@ -31,7 +31,8 @@ options:
   components:
     description:
       - The table of components. Each entry has C(name), C(groups) (inventory groups, or C(all)),
-        optional C(when) (a condition evaluated per host), C(roles) (roles whose defaults supply
+        optional C(when) (a condition evaluated per host), C(optional) (when true its groups may be empty,
+        for a component a deployment may leave out), C(roles) (roles whose defaults supply
         values the inventory does not set), C(ports) (variable names) and C(checks)
         (variable -> rule with C(kind), C(when), C(required), C(min_length), C(https), C(pattern),
         C(shared_as), C(reason)).

@@ -378,8 +378,9 @@ def checks_for(components: Iterable[Mapping[str, Any]], evaluate: Callable) -> d
 
 
 def required_groups(components: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Every group a component is placed on (the topology's tiers), derived from the table."""
-    return sorted({g for c in components for g in c.get("groups", []) if g != "all"})
+    """Every group a component is placed on (the topology's tiers), derived from the table; the
+    groups of an `optional` component (one a deployment may leave out) may be empty."""
+    return sorted({g for c in components if not c.get("optional") for g in c.get("groups", []) if g != "all"})
 
 
 def platform_problems(host: str, state: HostState, platforms: Mapping[str, Iterable[Any]]) -> list[Problem]:

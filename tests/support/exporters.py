@@ -127,15 +127,18 @@ def _start(
             time.sleep(0.2)
 
 
-def start_node_exporter(workdir: Path) -> Exporter:
+def start_node_exporter(workdir: Path, textfile_dir: Path | None = None) -> Exporter:
     """Debian's node_exporter. The systemd collector (on by Debian's default) needs a system bus,
-    which a controller without systemd lacks, so it is turned off here."""
+    which a controller without systemd lacks, so it is turned off here. `textfile_dir`: the
+    textfile collector's directory (what the backup jobs write on a backup host)."""
     port = free_port()
     argv = [
         _binary("prometheus-node-exporter", "prometheus-node-exporter"),
         f"--web.listen-address=127.0.0.1:{port}",
         "--no-collector.systemd",
     ]
+    if textfile_dir is not None:
+        argv.append(f"--collector.textfile.directory={textfile_dir}")
     return _start("node_exporter", argv, port, workdir)
 
 

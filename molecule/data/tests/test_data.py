@@ -13,6 +13,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -177,6 +178,13 @@ def _playbook(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+def _task_output(output: str, name: str) -> str:
+    """What a playbook run printed for the first task whose name starts with `name`."""
+    match = re.search(rf"^TASK \[[^\]]*: {re.escape(name)}.*?(?=^TASK \[|^PLAY RECAP)", output, re.M | re.S)
+    assert match, f"no task {name!r} in:\n{output[-3000:]}"
+    return match.group(0)
+
+
 def _recap(output: str, host: str) -> dict[str, int]:
     match = re.search(rf"^{host}\s+:\s+(.*)$", output, re.MULTILINE)
     assert match, output[-3000:]
@@ -297,6 +305,45 @@ def test_redis_app_user_works_and_exporter_user_cannot_read_data():
     assert "NOPERM" in exporter.stdout + exporter.stderr
     wrong = _redis(APP, REDIS_APP_USER, None, "PING")
     assert "WRONGPASS" in wrong.stdout + wrong.stderr
+
+
+REDIS_AOF_MANIFEST = "/var/lib/redis/appendonlydir/appendonly.aof.manifest"
+
+
+def _redis_app(*command: str) -> str:
+    result = _redis(APP, REDIS_APP_USER, "redis_app_password", *command)
+    assert result.rc == 0, result.stderr
+    return result.stdout.strip()
+
+
+def _redis_appendonly() -> list[str]:
+    """CONFIG GET appendonly as the monitoring user (its ACL allows config|get, the app user's does not)."""
+    return _redis(
+        APP, REDIS_EXPORTER_USER, "redis_exporter_password", "CONFIG", "GET", "appendonly"
+    ).stdout.split()
+
+
+def test_redis_keeps_a_key_and_its_ttl_across_a_restart():
+    """What the app keeps (token revocations, rate-limit windows) are keys with TTLs: both survive."""
+    assert _redis_appendonly() == ["appendonly", "yes"]
+    assert DATA.file(REDIS_AOF_MANIFEST).exists
+    key = f"adg:persistence:{time.time_ns()}"
+    assert _redis_app("SET", key, "kept", "EX", "3600") == "OK"
+    # A script that writes twice is a MULTI/EXEC block in the AOF, as the app's rate limits are: Redis
+    # replays it as the default user and drops it unless that (disabled) user may run it.
+    scripted = f"adg:persistence:script:{time.time_ns()}"
+    incr = "redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], 900); return 1"
+    assert _redis_app("EVAL", incr, "1", scripted) == "1"
+    pid_before = DATA.check_output("systemctl show -P MainPID redis-server")
+    DATA.check_output("systemctl restart redis-server")  # Type=notify: returns once it serves again
+    assert DATA.check_output("systemctl show -P MainPID redis-server") != pid_before
+    assert _redis_app("GET", key) == "kept"
+    assert 3500 < int(_redis_app("TTL", key)) <= 3600
+    assert _redis_app("GET", scripted) == "1"
+    assert 800 < int(_redis_app("TTL", scripted)) <= 900
+    assert _redis_appendonly() == ["appendonly", "yes"]
+    # The replay rejected nothing (the log names each MULTI/EXEC block it refused).
+    assert DATA.run("grep -c 'NOPERM' /var/log/redis/redis-server.log").stdout.strip() in ("", "0")
 
 
 # --- exporters ------------------------------------------------------------------------------
@@ -434,6 +481,26 @@ def test_port_given_as_text_is_rejected_before_anything_changes():
     assert [DATA.file(path).sha256sum for path in watched] == before
 
 
+def test_switching_aof_on_keeps_the_data_of_a_server_that_ran_without_it():
+    """Redis started with appendonly yes and no (current) AOF would start empty: the role converts."""
+    off = _playbook("--tags", "redis", "--limit", DATA.backend.host, "-e", '{"redis_appendonly": false}')
+    assert off.returncode == 0, (off.stdout + off.stderr)[-3000:]
+    assert _redis_appendonly() == ["appendonly", "no"]
+    key = f"adg:written-without-aof:{time.time_ns()}"
+    assert _redis_app("SET", key, "kept", "EX", "3600") == "OK"
+
+    on = _playbook("--tags", "redis", "--limit", DATA.backend.host)
+    output = on.stdout + on.stderr
+    assert on.returncode == 0, output[-3000:]
+    # The AOF of the first converge is older than this key: moved aside, dump.rdb converted instead.
+    assert re.search(r"Turn the RDB snapshot into the first AOF.*\n(.*\n)?changed:", output), output[-3000:]
+    assert _redis_appendonly() == ["appendonly", "yes"]
+    assert _redis_app("GET", key) == "kept"
+    assert 3500 < int(_redis_app("TTL", key)) <= 3600
+    assert DATA.file("/var/lib/redis/appendonlydir.superseded").is_directory
+    assert DATA.file(REDIS_AOF_MANIFEST).user == "redis"
+
+
 @pytest.mark.parametrize("replica_set", ["", "rs0"])
 def test_real_mongodb_install_path_passes_check_mode(replica_set):
     """The vendor-repository path cannot run here (repository unreachable); it must pass --check."""
@@ -445,7 +512,36 @@ def test_real_mongodb_install_path_passes_check_mode(replica_set):
     assert re.search(r"Render mongod.conf.*\n.*\nchanged:", output)
     if replica_set:
         assert re.search(r"Write the keyfile on members that lack it.*\n.*\nchanged:", output)
+    # The backup of a managed server: the vendor's tools, the 0600 mongodump config, the units.
+    tools = _task_output(output, "Install the vendor's mongodb-database-tools")
+    assert "mongodb-database-tools" in tools and "skipping:" not in tools, (
+        tools
+    )  # attempted (fails in --check)
+    assert "changed:" in _task_output(output, "Write the mongodump config")
+    units = _task_output(output, "Render the backup service and timer")
+    assert "(item=mongodb-backup.service)" in units and "(item=mongodb-backup.timer)" in units, units
+    assert "changed:" in units and "skipping:" not in units, units
+    assert "MongoDB backups are NOT set up" not in output
     # --check changed nothing: no repository file, no mongod.conf, the stand-in still serves.
     assert not DATA.file("/etc/apt/sources.list.d/mongodb-org-8.0.sources").exists
     assert not DATA.file("/etc/mongod.conf").exists
+    assert not DATA.file("/etc/systemd/system/mongodb-backup.timer").exists
+    assert not DATA.file("/etc/mongodb-backup").exists
     assert DATA.service("adg-nx27017").is_running
+
+
+def test_mongodb_backup_is_skipped_with_a_message_without_mongodump():
+    """The existing-server mode installs nothing and the stand-in has no mongodump: the role says
+    that backups are NOT set up and schedules nothing (the backup itself cannot run here)."""
+    result = _playbook("--tags", "mongodb_backup", "--limit", DATA.backend.host)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert f"MongoDB backups are NOT set up on {DATA.backend.host}" in " ".join(output.split())
+    assert _recap(output, DATA.backend.host)["changed"] == 0
+    assert not DATA.file("/usr/bin/mongodump").exists
+    for path in (
+        "/etc/systemd/system/mongodb-backup.timer",
+        "/usr/local/sbin/mongodb-backup",
+        "/etc/mongodb-backup",
+    ):
+        assert not DATA.file(path).exists, path

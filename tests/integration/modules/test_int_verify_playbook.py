@@ -107,8 +107,9 @@ def _yaml_rules():
     return yaml.safe_load(paths.RULES_FILE.read_text())
 
 
-def write_inventory(base, name, group_vars=None):
-    """The one-host inventory (mon1 = this machine) in base/name/, with group_vars/all if given."""
+def write_inventory(base, name, group_vars=None, backup=False):
+    """The one-host inventory (mon1 = this machine) in base/name/, with group_vars/all if given;
+    mon1 is also the backup host when ``backup``."""
     directory = base / name
     (directory / "group_vars").mkdir(parents=True, exist_ok=True)
     inventory = directory / "hosts.json"
@@ -132,6 +133,7 @@ def write_inventory(base, name, group_vars=None):
                         "postgres": {"hosts": {}},
                         "redis": {"hosts": {}},
                         "mongodb": {"hosts": {}},
+                        "backup": {"hosts": {"mon1": {}} if backup else {}},
                     }
                 }
             }
@@ -200,7 +202,7 @@ def table_rows(output):
     rows = {}
     for line in output.splitlines():
         text = line.strip().strip("-").strip().strip("'\"")
-        for component in ("Prometheus", "Alertmanager", "Grafana"):
+        for component in ("Prometheus", "Alertmanager", "Grafana", "Backup"):
             if text.startswith(component + " "):
                 parts = text.split(None, 1)[1]
                 for result in (" PASS ", " FAIL "):
@@ -236,7 +238,7 @@ def test_verify_playbook_passes_and_prints_the_table(local_monitoring):
     assert set(rows) == expected, output
     assert all(result == "PASS" for result, _ in rows.values()), rows
     assert rows[("Prometheus", "targets")][1] == "3/3 up"
-    assert "5 group(s), 17 rule(s)" in rows[("Prometheus", "rules")][1]
+    assert "6 group(s), 21 rule(s)" in rows[("Prometheus", "rules")][1]
     assert rows[("Alertmanager", "delivery to critical-alerts")][1].startswith("confirmed by webhook")
     assert "logged in as admin" in rows[("Grafana", "admin login")][1]
     assert ADMIN_PASSWORD not in output
@@ -333,3 +335,130 @@ def test_dashboards_dir_override_changes_what_is_deployed_and_verified(local_mon
     assert dashboards == {"dashboard adg-override-test"}, output
     assert rows[("Grafana", "panel data")] == ("PASS", "1 panel(s) with data"), rows
     assert ADMIN_PASSWORD not in output
+
+
+BACKUP_METRIC = "pgbackrest_backup_last_completion_timestamp_seconds"
+# The Database Performance dashboard's backup panel (verify.yml's verify_group_panels default names
+# it by uid and title), here with a query the test's Prometheus can answer.
+BACKUP_PANEL_DASHBOARD = {
+    "uid": "autodealgenie-database-performance",
+    "title": "Backup panel",
+    "panels": [
+        {
+            "id": 11,
+            "title": "Backup Age",
+            "type": "timeseries",
+            "datasource": {"type": "prometheus", "uid": "prometheus"},
+            "targets": [
+                {
+                    "refId": "A",
+                    "expr": f'time() - max by (stanza, type) ({BACKUP_METRIC}{{job="node"}})',
+                }
+            ],
+        }
+    ],
+}
+
+
+@pytest.fixture
+def backup_metrics(local_monitoring):
+    """A textfile-like node target (instance mon1) whose metrics the test sets; removed afterwards."""
+    import http.server
+    import threading
+
+    state = {"text": ""}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = state["text"].encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    prom = local_monitoring["prom"]
+
+    def job(name, port):
+        return {
+            "job_name": name,
+            "static_configs": [{"targets": [f"127.0.0.1:{port}"], "labels": {"instance": "mon1"}}],
+        }
+
+    base_scrape = [job(name, port) for name, port in local_monitoring["jobs"].items()]
+    node = job("node", server.server_address[1])
+    rules = {"autodealgenie.yml": _yaml_rules()}
+    am = [local_monitoring["am"].address]
+    prom.write_config([*base_scrape, node], rules, am)
+    prom.reload()
+    try:
+        yield state
+    finally:
+        prom.write_config(base_scrape, rules, am)
+        prom.reload()
+        server.shutdown()
+
+
+def _wait_for_series(prom, query, present, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if bool(prom.api("/api/v1/query", query=query)["result"]) == present:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{query}: still {'absent' if present else 'present'} after {timeout} s")
+
+
+def test_backup_check_and_backup_panel_follow_the_backup_group(local_monitoring, backup_metrics):
+    """No backup group: no backup row, and the empty backup panel counts as ignored. A backup group:
+    the row needs a full backup of the stanza from the backup host, and the panel must show data."""
+    base, prom, grafana = local_monitoring["base"], local_monitoring["prom"], local_monitoring["grafana"]
+    grafana_args = {"url": grafana.url, "url_username": "admin", "url_password": ADMIN_PASSWORD}
+    run_in_process(
+        "grafana_dashboard",
+        dict(grafana_args, dashboard=BACKUP_PANEL_DASHBOARD, folder_uid="autodealgenie", create_folder=True),
+    )
+    dashboards = base / "backup-dashboards"
+    dashboards.mkdir()
+    (dashboards / "database-performance.json").write_text(json.dumps(BACKUP_PANEL_DASHBOARD))
+    content = {"grafana_dashboards_dir": str(dashboards)}
+    without = write_inventory(base, "no-backup-inventory", content)
+    with_backup = write_inventory(base, "backup-inventory", content, backup=True)
+    series = BACKUP_METRIC + '{job="node"}'
+    ignored = "autodealgenie-database-performance:Backup Age"
+
+    def sample(stanza, kind, age):
+        return f'{BACKUP_METRIC}{{stanza="{stanza}",type="{kind}"}} {time.time() - age:.0f}\n'
+
+    rc, output = run_verify(local_monitoring, {}, inventory=without)
+    rows = table_rows(output)
+    assert rc == 0, output
+    assert not [key for key in rows if key[0] == "Backup"], rows
+    assert rows[("Grafana", "panel data")] == (
+        "PASS",
+        f"0 panel(s) with data, 1 ignored (no hosts in their group: {ignored})",
+    ), rows
+
+    # only a diff backup, and a full one of another stanza: no full backup of the project's stanza
+    backup_metrics["text"] = sample("autodealgenie", "diff", 60) + sample("other", "full", 60)
+    _wait_for_series(prom, series, present=True)
+    rc, output = run_verify(local_monitoring, {"verify_backup_retries": 0}, inventory=with_backup)
+    rows = table_rows(output)
+    assert rc != 0, output
+    result, detail = rows[("Backup", "full backup of autodealgenie")]
+    assert result == "FAIL" and detail.startswith("none from mon1 (pgbackrest.prom"), detail
+    assert rows[("Grafana", "panel data")][0] == "PASS", rows  # the panel has data now
+    assert "check(s) failed on mon1: Backup full backup of autodealgenie" in output
+
+    backup_metrics["text"] += sample("autodealgenie", "full", 7500)
+    _wait_for_series(prom, BACKUP_METRIC + '{type="full", stanza="autodealgenie"}', present=True)
+    rc, output = run_verify(local_monitoring, {}, inventory=with_backup)
+    rows = table_rows(output)
+    assert rc == 0, output
+    assert rows[("Backup", "full backup of autodealgenie")] == ("PASS", "mon1 newest 2h 5m old"), rows
+    # not in the ignore list once the group has hosts (the detail would say so)
+    assert rows[("Grafana", "panel data")] == ("PASS", "1 panel(s) with data"), rows

@@ -10,6 +10,7 @@ process-tree collector, which is what production exposes)."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import math
 import os
@@ -27,6 +28,34 @@ from tests.support import content, datastores, exporters, monitoring
 from tests.support.appenv import app_env
 from tests.support.paths import REPO
 from tests.support.promql import selectors
+
+
+def pgbackrest_metrics_sample(repository_path: Path) -> str:
+    """What roles/pgbackrest/files/pgbackrest_metrics.py writes for a stanza with a full backup
+    an hour old and a differential one a minute old."""
+    spec = importlib.util.spec_from_file_location(
+        "pgbackrest_metrics", REPO / "roles/pgbackrest/files/pgbackrest_metrics.py"
+    )
+    writer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(writer)
+    now = time.time()
+
+    def backup(kind: str, stop: float) -> dict:
+        return {
+            "type": kind,
+            "timestamp": {"start": int(stop) - 30, "stop": int(stop)},
+            "info": {"size": 32 << 20, "repository": {"delta": 4 << 20}},
+        }
+
+    info = [
+        {
+            "name": "main",  # the panel shows every stanza
+            "status": {"code": 0},
+            "backup": [backup("full", now - 3600), backup("diff", now - 60)],
+        }
+    ]
+    return writer.render(info, str(repository_path), now)
+
 
 BACKEND = "autodealgenie-backend"
 EXPORTER_JOBS = ("node", "postgres", "redis", "mongodb")
@@ -247,8 +276,13 @@ def stack(tmp_path_factory):
         started.append(mongo)
 
         dsn = f"postgresql://{monitor_user}:{monitor_password}@{pg.host}:{pg.port}/postgres?sslmode=disable"
+        # The backup host's textfile metrics, as the pgbackrest role's writer renders them for a
+        # repository with a full and a differential backup (pgBackRest itself needs a repository).
+        textfile_dir = workdir / "textfile"
+        textfile_dir.mkdir()
+        (textfile_dir / "pgbackrest.prom").write_text(pgbackrest_metrics_sample(textfile_dir))
         running = {
-            "node": exporters.start_node_exporter(workdir),
+            "node": exporters.start_node_exporter(workdir, textfile_dir),
             "postgres": exporters.start_postgres_exporter(dsn, workdir),
             "redis": exporters.start_redis_exporter(
                 f"redis://{redis_instance.host}:{redis_instance.port}",

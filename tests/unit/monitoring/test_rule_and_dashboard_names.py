@@ -21,6 +21,7 @@ EXPECTED_ALERTS = {
     "RedisDown": ("critical", "cache"),
     "DiskSpaceLow": ("critical", "infrastructure"),
     "MongoDBDown": ("critical", "database"),
+    "WALArchivingFailing": ("critical", "database"),
     "HighAPILatency": ("warning", "backend"),
     "HighRequestRate": ("warning", "backend"),
     "DatabaseConnectionPoolHigh": ("warning", "database"),
@@ -30,6 +31,9 @@ EXPECTED_ALERTS = {
     "HighMemoryUsage": ("warning", "infrastructure"),
     "HighCPUUsage": ("warning", "infrastructure"),
     "ExporterDown": ("warning", "infrastructure"),
+    "SystemdUnitFailed": ("warning", "infrastructure"),
+    "BackupTooOld": ("warning", "database"),
+    "BackupRepositoryDiskLow": ("warning", "database"),
     "LowUserSignupRate": ("info", "business"),
     "HighAuthenticationFailureRate": ("info", "security"),
 }
@@ -143,6 +147,7 @@ def test_runbook_content(name):
 
 
 def test_no_orphan_runbooks():
+    """Every page beside the README is an alert's (procedures live in a subdirectory)."""
     documented = {path.stem for path in RUNBOOKS.glob("*.md") if path.stem != "README"}
     assert documented == set(EXPECTED_ALERTS)
 
@@ -253,3 +258,32 @@ def test_latency_quantiles_aggregate_by_le():
     assert [t["legendFormat"] for t in panel["targets"]] == ["p50", "p90", "p95", "p99"]
     for target in panel["targets"]:
         assert "sum by (le)" in target["expr"]
+
+
+def _threshold(alert: str) -> float:
+    """The one number an alert compares against (``> N`` / ``< N``) in its expression."""
+    found = re.findall(r"[<>]=?\s*([0-9.]+)\b", content.alert_rules()[alert]["expr"])
+    assert len(found) == 1, (alert, found)
+    return float(found[0])
+
+
+def test_backup_age_panel_turns_red_at_the_alert_threshold():
+    """The threshold lives in the rule; the panel's red step and both descriptions follow it."""
+    panel = next(p for u, p in content.panels() if p["title"] == "Backup Age")
+    defaults = panel["fieldConfig"]["defaults"]
+    seconds = _threshold("BackupTooOld")
+    assert defaults["unit"] == "s"
+    assert defaults["thresholds"]["steps"] == _steps(("green", None), ("red", seconds))
+    hours = f"{seconds / 3600:g}"
+    assert f"above {hours} h" in panel["description"]
+    description = content.alert_rules()["BackupTooOld"]["annotations"]["description"]
+    assert f"(threshold {hours}h;" in description
+    # per stanza and type, like the metric
+    assert [t["legendFormat"] for t in panel["targets"]] == ["{{stanza}} {{type}}"]
+    assert "by (stanza, type)" in panel["targets"][0]["expr"]
+
+
+@pytest.mark.parametrize(("alert", "quoted"), [("BackupRepositoryDiskLow", "threshold {:.0%}")])
+def test_description_quotes_the_threshold(alert, quoted):
+    description = content.alert_rules()[alert]["annotations"]["description"]
+    assert quoted.format(_threshold(alert)) in description

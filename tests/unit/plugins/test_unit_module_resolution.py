@@ -91,7 +91,13 @@ def test_every_module_resolves_by_fqcn_to_our_file_with_full_docs(module_docs):
 
 
 def test_every_filter_resolves_by_fqcn_to_our_file_with_full_docs():
-    assert set(OUR_FILTERS) == {"alert_rules", "firewall_rules", "openpgp_fingerprints"}
+    assert set(OUR_FILTERS) == {
+        "alert_rules",
+        "firewall_rules",
+        "openpgp_fingerprints",
+        "pg_timestamp",
+        "tsdb_retention_size",
+    }
     docs = ansible_doc("-t", "filter", *(f"{COLLECTION}.{name}" for name in OUR_FILTERS))
     assert set(docs) == {f"{COLLECTION}.{name}" for name in OUR_FILTERS}
     for name, path in OUR_FILTERS.items():

@@ -608,3 +608,14 @@ def test_messages_never_quote_a_secret_or_receiver_value():
     # nor any recognisable part of one (a token in a URL, a relay host)
     for fragment in ("tok3nS3cr3t", "wh00kpass", "wh00ktoken", "relay.invalid", "Foobared", "REPLACE_ME"):
         assert fragment not in text
+
+
+def test_a_backup_host_is_optional_but_its_passphrase_must_be_real():
+    # No backup group: no problem (test_a_clean_deployment_passes). With one, its passphrase counts.
+    layout = {**LAYOUT, "backup1": (["backup"], "10.0.0.41")}
+    weak = pf.find_problems(
+        deployment(layout=layout, per_host={"backup1": {"pgbackrest_cipher_pass": "short-pass"}})
+    )
+    assert reasons(weak) == {("backup1", "pgbackrest_cipher_pass"): "is shorter than 20 characters"}
+    strong = deployment(layout=layout, per_host={"backup1": {"pgbackrest_cipher_pass": "Zq8" * 10}})
+    assert pf.find_problems(strong) == []
