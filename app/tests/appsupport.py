@@ -22,6 +22,7 @@ def env_for(pg, redis_instance, mongo, **extra) -> dict[str, str]:
         "MONGODB_TIMEOUT_MS": 1000,
         # every test logs in from 127.0.0.1; the per-address limit has its own test
         "LOGIN_MAX_ATTEMPTS_PER_ADDRESS": 100000,
+        "SIGNUP_MAX_PER_ADDRESS": 100000,  # likewise every signup; the limit has its own test
     }
     return app_env(pg, redis_instance, mongo.url, **{**quick_failures, **extra})
 

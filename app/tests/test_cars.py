@@ -108,15 +108,15 @@ def test_search_rate_limit_sliding_window(make_config, migrated):
     assert search(client, user, make="Kia").status_code == 200, "the window slides"
 
 
-def test_search_works_without_redis(make_config, migrated):
-    """Redis down: no cache, no rate limit, the search still answers."""
+def test_search_without_redis_fails_closed(make_config, client):
+    """Redis down: the token's revocation and the rate limit cannot be checked, so 503, never unlimited."""
     from tests.support.datastores import free_port
 
-    client = create_app(make_config(REDIS_PORT=free_port(), SEARCH_RATE_LIMIT=1)).test_client()
-    user = register(client)
+    user = register(client)  # with the session's Redis
+    down = create_app(make_config(REDIS_PORT=free_port(), SEARCH_RATE_LIMIT=1)).test_client()
     for _ in range(3):
-        response = search(client, user, make="Mazda")
-        assert response.status_code == 200 and response.get_json()["cached"] is False
+        response = search(down, user, make="Mazda")
+        assert response.status_code == 503 and int(response.headers["Retry-After"]) >= 1
 
 
 def test_cars_health_is_static(client):

@@ -43,6 +43,7 @@ class Config:
     password_hash_memory_kib: int = 19456
     log_level: str = "INFO"
     trusted_proxy_count: int = 0
+    trusted_proxy_cidrs: tuple[str, ...] = ()
 
     postgres_host: str = "127.0.0.1"
     postgres_port: int = 5432
@@ -76,6 +77,8 @@ class Config:
     login_max_failures_per_account: int = 5
     login_max_attempts_per_address: int = 60
     login_rate_window: int = 900
+    signup_max_per_address: int = 20
+    signup_rate_window: int = 3600
 
     negotiation_advisor: str = "builtin"
     llm_api_base_url: str = ""
@@ -105,6 +108,10 @@ class Config:
     @property
     def metrics_networks(self) -> tuple:
         return tuple(ipaddress.ip_network(c, strict=False) for c in self.metrics_allowed_cidrs)
+
+    @property
+    def trusted_proxy_networks(self) -> tuple:
+        return tuple(ipaddress.ip_network(c, strict=False) for c in self.trusted_proxy_cidrs)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> Config:
@@ -159,6 +166,8 @@ class Config:
             "deal_eval_cache_ttl",
             "login_max_failures_per_account",
             "login_max_attempts_per_address",
+            "signup_max_per_address",
+            "signup_rate_window",
             "jwt_access_token_minutes",
             "jwt_refresh_token_days",
             "redis_timeout",
@@ -172,10 +181,35 @@ class Config:
             self.metrics_networks  # noqa: B018 - parse to validate
         except ValueError as exc:
             found.append(f"METRICS_ALLOWED_CIDRS: {exc}")
+        found.extend(self._proxy_problems())
         if bool(self.metrics_basic_auth_username) != bool(self.metrics_basic_auth_password):
             found.append("set both METRICS_BASIC_AUTH_USERNAME and METRICS_BASIC_AUTH_PASSWORD, or neither")
         if self.password_hash_memory_kib < 8 or self.password_hash_time_cost < 1:
             found.append("PASSWORD_HASH_MEMORY_KIB >= 8 and PASSWORD_HASH_TIME_COST >= 1 required")
+        return found
+
+    def _proxy_problems(self) -> list[str]:
+        found = []
+        if self.trusted_proxy_count < 0:
+            found.append("TRUSTED_PROXY_COUNT must be 0 or more")
+        for cidr in self.trusted_proxy_cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                found.append(
+                    f"TRUSTED_PROXY_CIDRS: {cidr!r} is not an IPv4/IPv6 address or CIDR (e.g. 10.0.0.0/24)"
+                )
+        if (
+            self.trusted_proxy_count > 0
+            and not self.trusted_proxy_cidrs
+            and self.environment not in INSECURE_ENVIRONMENTS
+        ):
+            # Any peer's X-Forwarded-For would be believed: a client reaching the port directly could
+            # pick its own address and walk around every per-address limit.
+            found.append(
+                f"TRUSTED_PROXY_COUNT={self.trusted_proxy_count} needs TRUSTED_PROXY_CIDRS (the proxies' "
+                f"addresses) in {self.environment}"
+            )
         return found
 
 

@@ -1,14 +1,19 @@
-"""Redis and MongoDB clients that degrade instead of failing requests.
+"""Redis and MongoDB clients with a breaker per worker.
 
-Redis (cache, rate limits, token revocation) and MongoDB (history and AI logs) are not needed to
-answer a request correctly. When one fails, the worker stops calling it for a retry interval (so a
-dead host does not add a connect timeout to every request), logs once, and carries on; the
-detailed health check still probes it every time and reports it unhealthy.
+When a store fails to answer (down, hung: a timeout), the worker stops calling it for a retry
+interval (so a dead host does not add a timeout to every request) and logs once; the detailed
+health check still probes it every time and reports it unhealthy. What a request does then depends
+on what the store holds:
+
+- the cache (Redis) and the history/AI logs (MongoDB) fail open: a miss, a lost record;
+- auth state in Redis (token revocations, rate limits, lock-outs) fails closed: RedisStore.secure
+  answers 503 with Retry-After instead of letting a revoked token or an unlimited login through.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from datetime import UTC, datetime
@@ -21,6 +26,7 @@ from redis.retry import Retry
 
 from . import metrics
 from .config import Config
+from .errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,7 @@ class RedisStore:
         self.config = config
         self.client = self._new_client(config.redis_timeout, decode_responses=True, health_check_interval=30)
         self.breaker = Breaker("redis", config.redis_retry_interval)
+        self._error_logged_until = 0.0
 
     def _new_client(self, timeout: float, **options) -> redis.Redis:
         return redis.Redis(
@@ -73,9 +80,32 @@ class RedisStore:
             raise Unavailable("redis")
         try:
             return operation(self.client)
-        except redis.RedisError as exc:
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             self.breaker.trip(exc)
             raise Unavailable("redis") from exc
+        except redis.RedisError as exc:
+            # An error reply (OOM when a full Redis has nothing left to evict, NOPERM...) fails this
+            # command only: the server answers, so the breaker stays closed for everything else.
+            self._log_error_reply(exc)
+            raise Unavailable("redis") from exc
+
+    def secure(self, operation):
+        """Run operation(client) on auth state: 503 (fail closed) when Redis cannot answer it."""
+        try:
+            return self.call(operation)
+        except Unavailable:
+            seconds = max(1, math.ceil(self.config.redis_retry_interval))
+            raise ApiError(
+                503,
+                "Authentication and rate-limit state is unavailable, try again later",
+                headers={"Retry-After": str(seconds)},
+            ) from None
+
+    def _log_error_reply(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now >= self._error_logged_until:  # once per retry interval, not once per request
+            log.warning("redis refused a command: %s", exc)
+            self._error_logged_until = now + self.config.redis_retry_interval
 
     def cache_get(self, cache_name: str, key: str) -> str | None:
         """A cached value, or None on a miss or when Redis is down (both counted as misses)."""
@@ -147,6 +177,8 @@ class MongoStore:
             if not self._indexed:
                 self._ensure_indexes()
             return operation(self.db)
+        except pymongo.errors.WriteError:
+            raise  # the server refused this document (a bad value, 422 in errors.py), not an outage
         except pymongo.errors.PyMongoError as exc:
             self.breaker.trip(exc)
             raise Unavailable("mongodb") from exc

@@ -434,10 +434,20 @@ def test_no_secret_in_units_or_process_list():
 # --- side converges -------------------------------------------------------------------------
 
 
-def test_bad_hba_entry_fails_the_play_and_postgresql_keeps_serving():
-    hba_path = DATA.check_output("runuser -u postgres -- psql -X -A -t -c 'SHOW hba_file'")
+def _pg(sql: str) -> str:
+    return DATA.check_output("runuser -u postgres -- psql -X -A -t -c %s", sql)
+
+
+def _main_pid(unit: str) -> str:
+    return DATA.check_output("systemctl show -P MainPID %s", unit)
+
+
+def test_bad_hba_entry_is_rejected_before_the_swap_and_postgresql_keeps_serving():
+    """The candidate pg_hba.conf is checked by a throw-away cluster: the live file is never replaced
+    (nothing to restore) and the server is not even reloaded."""
+    hba_path = _pg("SHOW hba_file")
     before = DATA.file(hba_path).sha256sum
-    started = DATA.check_output("runuser -u postgres -- psql -X -A -t -c 'SELECT pg_postmaster_start_time()'")
+    started, loaded = _pg("SELECT pg_postmaster_start_time()"), _pg("SELECT pg_conf_load_time()")
     bad = json.dumps(
         {
             "postgresql_hba_entries": [
@@ -448,15 +458,107 @@ def test_bad_hba_entry_fails_the_play_and_postgresql_keeps_serving():
     result = _playbook("--tags", "postgresql", "--limit", DATA.backend.host, "-e", bad)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
-    assert "PostgreSQL rejected the new configuration" in output
-    assert "invalid CIDR mask" in output
-    # Same server process, previous pg_hba.conf back on disk, the app still gets in.
-    assert (
-        DATA.check_output("runuser -u postgres -- psql -X -A -t -c 'SELECT pg_postmaster_start_time()'")
-        == started
-    )
+    failed = _task_output(output, "Render pg_hba.conf from the entry list")
+    assert "failed to validate" in failed, failed[-3000:]
+    assert f"pg-check-candidate: {hba_path}: rejected by postgres" in failed
+    assert f'invalid CIDR mask in address \\"{DATA_IP}/33\\"' in failed or "invalid CIDR mask" in failed
+    assert "PostgreSQL reports errors" not in output
+    # Same server process, same configuration load (no reload), live pg_hba.conf untouched.
+    assert _pg("SELECT pg_postmaster_start_time()") == started
+    assert _pg("SELECT pg_conf_load_time()") == loaded
     assert DATA.file(hba_path).sha256sum == before
     assert _psql(APP, "postgresql_app_password").rc == 0
+    # No throw-away cluster or socket is left behind.
+    assert DATA.run("pgrep -f 'postgres -D /tmp/'").rc == 1
+
+
+def test_bad_setting_is_rejected_before_the_drop_in_changes():
+    conf_dir = _pg("SHOW config_file").rsplit("/", 1)[0]
+    dropin = f"{conf_dir}/conf.d/50-autodealgenie.conf"
+    before, loaded = DATA.file(dropin).sha256sum, _pg("SELECT pg_conf_load_time()")
+    result = _playbook(
+        "--tags",
+        "postgresql",
+        "--limit",
+        DATA.backend.host,
+        "-e",
+        '{"postgresql_settings": {"work_mem": "lots"}}',
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    failed = _task_output(output, "Render the settings drop-in")
+    assert (
+        "failed to validate" in failed and f"pg-check-candidate: {dropin}: rejected by postgres" in failed
+    ), failed
+    assert "work_mem" in failed
+    assert DATA.file(dropin).sha256sum == before
+    assert _pg("SELECT pg_conf_load_time()") == loaded
+    assert _psql(APP, "postgresql_app_password").rc == 0
+
+
+def test_bad_exporter_queries_file_is_rejected_and_the_exporter_keeps_running(tmp_path):
+    live = "/etc/postgres_exporter/queries.yml"
+    unit = EXPORTERS["postgres"].unit
+    before, pid = DATA.file(live).sha256sum, _main_pid(unit)
+    bad = tmp_path / "queries.yml"
+    bad.write_text("pg_broken:\n  query: SELECT 1 AS x\n  metrics:\n    - x: {usage: COUNTR}\n")
+    result = _playbook(
+        "--tags",
+        "postgres_exporter",
+        "--limit",
+        DATA.backend.host,
+        "-e",
+        json.dumps({"postgres_exporter_queries_file": str(bad)}),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    failed = _task_output(output, "Install the custom queries")
+    assert (
+        "failed to validate" in failed and f"check-exporter-queries: {live}: query 'pg_broken'" in failed
+    ), failed
+    assert DATA.file(live).sha256sum == before
+    assert _main_pid(unit) == pid
+    assert re.search(r"^pg_up 1(\.0)?$", _metrics(MON, "postgres"), re.MULTILINE)
+
+
+def test_env_file_with_a_broken_line_is_rejected_without_printing_the_secret():
+    """A password with a newline would split the EnvironmentFile: refused, the value never printed."""
+    unit = EXPORTERS["redis"].unit
+    live = EXPORTERS["redis"].env_file
+    before, pid = DATA.file(live).sha256sum, _main_pid(unit)
+    newline_value = "correct-horse-battery\nstaple-4711"
+    result = _playbook(
+        "--tags",
+        "redis_exporter",
+        "--limit",
+        DATA.backend.host,
+        "-e",
+        json.dumps({"redis_exporter_redis_password": newline_value}),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    failed = _task_output(output, "Fail when the checker rejected the connection settings")
+    assert f"check-env-file: {live}: line" in failed and "REDIS_PASSWORD: unbalanced quotes" in failed, failed
+    assert "staple-4711" not in output and "correct-horse" not in output
+    assert DATA.file(live).sha256sum == before
+    assert _main_pid(unit) == pid
+
+
+def test_bad_unit_line_is_rejected_by_systemd_analyze_and_the_unit_is_unchanged():
+    """A flag with a newline smuggles a line into the unit: systemd-analyze verify refuses the candidate."""
+    unit = EXPORTERS["redis"].unit
+    live = f"/etc/systemd/system/{unit}.service"
+    before, pid = DATA.file(live).sha256sum, _main_pid(unit)
+    extra = json.dumps({"redis_exporter_extra_flags": ["--include-system-metrics\nRestart=sometimes"]})
+    result = _playbook("--tags", "redis_exporter", "--limit", DATA.backend.host, "-e", extra)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    failed = _task_output(output, "Install the hardened unit")
+    assert f"verify-unit: {unit}.service: rejected by systemd-analyze verify" in failed, failed
+    assert "restart specifier" in failed
+    assert DATA.file(live).sha256sum == before
+    assert _main_pid(unit) == pid
+    assert DATA.service(unit).is_running
 
 
 def test_port_given_as_text_is_rejected_before_anything_changes():

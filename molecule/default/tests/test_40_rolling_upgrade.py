@@ -1,16 +1,27 @@
-"""Rolling upgrade (playbooks/rolling_upgrade.yml):
+"""Rolling upgrade (playbooks/rolling_upgrade.yml) and batched deploys (playbooks/app.yml):
 
 1. a new release rolls over both app hosts while a client hammers the API on both: the stated
    bound is ZERO failed requests (systemd keeps the listening socket open while gunicorn
    restarts), and the measured count is reported with latency percentiles;
-2. a broken build (its WSGI module raises at import, so gunicorn cannot boot) fails the health
-   gate on the first host, which is rolled back to the release it had; the run stops and the
-   second host is untouched (same release, same gunicorn master PID); no silence is left behind.
+2. a deploy that fails BEFORE it switches anything (its environment file is refused by the app's
+   check-config) leaves the first host on what it ran: same deployment, same environment file,
+   same gunicorn master (never restarted); the second host is untouched;
+3. re-deploying the running release and failing (a health gate that cannot pass) changes nothing
+   either: no switch, so no rollback, and above all not to an older release;
+4. a broken build (its WSGI module raises at import, so gunicorn cannot boot) is activated on the
+   first host, fails the health gate and is rolled back to the deployment recorded at the start
+   of the play (release, environment file and unit), not to the older `previous`; the run stops
+   and the second host is untouched; no silence is left behind;
+5. the same broken build through app.yml (what site.yml runs, in batches of one): the first batch
+   is rolled back, the second never touched;
+6. a deploy with Redis stopped succeeds: the gate waits for PostgreSQL only (Redis and MongoDB are
+   optional for serving), so an outage of either never fails a deploy or triggers a rollback.
 """
 
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 
 from adg_molecule import port
@@ -33,6 +44,27 @@ def main_pid(remote, name: str) -> str:
     return run_on(remote, name, "systemctl show -p MainPID --value autodealgenie.service").strip()
 
 
+def state_of(remote, name: str) -> dict:
+    """What runs on a host: deployment, release, digests of the live env file and unit (never the
+    env file's content: it holds secrets), the `previous` link and the gunicorn master."""
+    out = run_on(
+        remote,
+        name,
+        "readlink /etc/autodealgenie/active; readlink -f /opt/autodealgenie/current; "
+        "sha256sum < /etc/autodealgenie/autodealgenie.env; "
+        "sha256sum < /etc/systemd/system/autodealgenie.service; "
+        "readlink -f /opt/autodealgenie/previous || true",
+    ).splitlines()
+    return {
+        "deploy": out[0],
+        "release": out[1],
+        "env": out[2].split()[0],
+        "unit": out[3].split()[0],
+        "previous": out[4] if len(out) > 4 else "",
+        "pid": main_pid(remote, name),
+    }
+
+
 def active_silences(alertmanager_url: str, instance: str) -> list[dict]:
     with urllib.request.urlopen(f"{alertmanager_url}/api/v2/silences", timeout=10) as response:  # noqa: S310
         silences = json.load(response)
@@ -44,7 +76,15 @@ def active_silences(alertmanager_url: str, instance: str) -> list[dict]:
     ]
 
 
-def test_rolling_upgrade_then_broken_build_rolled_back(tmp_path, remote, addresses, groups, alertmanager_url):
+def detailed_health(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(f"{url}/api/v1/health/detailed", timeout=10) as response:  # noqa: S310
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_rolling_upgrade_failures_and_rollbacks(tmp_path, remote, addresses, groups, alertmanager_url):
     apps = groups["app"]
     first, rest = apps[0], apps[1:]
     base = app_version()
@@ -67,33 +107,125 @@ def test_rolling_upgrade_then_broken_build_rolled_back(tmp_path, remote, address
     assert stats.failed == 0, stats.failures
     assert stats.ok > 0
     assert not any(active_silences(alertmanager_url, h) for h in apps)
+    running = {h: state_of(remote, h) for h in apps}
+    # `previous` names the release before the good one: an older release a rollback must never reach
+    assert running[first]["previous"] and running[first]["previous"] != running[first]["release"]
 
-    # --- 2. broken build: first host rolled back, the others untouched ---------------------------
-    untouched_pids = {h: main_pid(remote, h) for h in rest}
-    broken = make_variant(tmp_path / "broken", bumped(base, 2), broken=True)
+    # --- 2. a failure before the switch: nothing changes, nothing restarts -----------------------
+    refused = make_variant(tmp_path / "refused", bumped(base, 2))
+    bad_env = json.dumps({"backend_extra_environment": {"POSTGRES_POOL_MIN": "0"}})  # check-config refuses it
+    early = run_playbook(
+        "playbooks/rolling_upgrade.yml", "-e", f"backend_source_dir={refused}", "-e", bad_env, *GATE_ARGS
+    )
+    after_early = {h: state_of(remote, h) for h in apps}
+    report(
+        f"failure before activation ({bumped(base, 2)}, env refused by check-config): rc={early.returncode}; "
+        f"{first} unchanged: {after_early[first] == running[first]}"
+    )
+    assert early.returncode != 0, "the refused environment file was not stopped"
+    assert "check-config" in early.stdout and "not switched" in early.stdout, early.stdout[-4000:]
+    for h in apps:
+        assert after_early[h] == running[h], f"{h} changed although nothing was activated"
+    assert not active_silences(alertmanager_url, first), "silence left behind"
+
+    # --- 3. re-deploy the running release and fail: still nothing changes -----------------------
+    again = run_playbook(
+        "playbooks/rolling_upgrade.yml",
+        "-e",
+        f"backend_source_dir={good}",
+        "-e",
+        "backend_health_path=/api/v1/no-such-path",
+        "-e",
+        "backend_health_retries=2",
+    )
+    after_again = {h: state_of(remote, h) for h in apps}
+    report(
+        f"same release re-deployed, failing gate: rc={again.returncode}; "
+        f"{first} unchanged (not rolled back to an older release): {after_again[first] == running[first]}"
+    )
+    assert again.returncode != 0, "the failing gate did not fail the run"
+    assert "not switched" in again.stdout, again.stdout[-4000:]
+    for h in apps:
+        assert after_again[h] == running[h], f"{h} changed on a re-deploy of its own release"
+
+    # --- 4. broken build: activated, rolled back to what ran at the play's start ------------------
+    broken = make_variant(tmp_path / "broken", bumped(base, 3), broken=True)
     hammer = Hammer([addresses[h] for h in rest], port("backend_port"), HAMMER_PATHS, threads=2).start()
     failed_run = run_playbook(
         "playbooks/rolling_upgrade.yml", "-e", f"backend_source_dir={broken}", *GATE_ARGS
     )
     rest_stats = hammer.stop()
-    after = {h: release_of(remote, h) for h in apps}
+    after = {h: state_of(remote, h) for h in apps}
     report(
-        f"broken build {bumped(base, 2)}: rc={failed_run.returncode}; {first} back on "
-        f"{after[first]['release_id']}; {', '.join(rest)} untouched: "
-        f"{all(after[h] == upgraded[h] and main_pid(remote, h) == untouched_pids[h] for h in rest)}; "
+        f"broken build {bumped(base, 3)}: rc={failed_run.returncode}; {first} back on "
+        f"{after[first]['release'].rsplit('/', 1)[-1]} with its env file and unit: "
+        f"{all(after[first][k] == running[first][k] for k in ('deploy', 'release', 'env', 'unit'))}; "
+        f"{', '.join(rest)} untouched: {all(after[h] == running[h] for h in rest)}; "
         f"clients of untouched hosts: {rest_stats.summary()}"
     )
     assert failed_run.returncode != 0, "the broken build was not stopped"
-    assert "rolled back" in failed_run.stdout
-    assert after[first] == upgraded[first], "first host not rolled back to its previous release"
+    back_to = "rolled back to " + running[first]["release"].rsplit("/", 1)[-1]
+    assert back_to in failed_run.stdout, failed_run.stdout[-4000:]
+    for key in ("deploy", "release", "env", "unit"):
+        assert after[first][key] == running[first][key], f"{first}: {key} not restored to the play's start"
+    assert after[first]["release"] != running[first]["previous"], "rolled back to an older release"
+    assert after[first]["pid"] != running[first]["pid"]  # it did run the broken build, then came back
     for h in rest:
-        assert after[h] == upgraded[h] and main_pid(remote, h) == untouched_pids[h], f"{h} was touched"
+        assert after[h] == running[h], f"{h} was touched"
     assert rest_stats.failed == 0, rest_stats.failures
-    run_on(
-        remote,
-        first,
-        f'python3 -c "import urllib.request as u; '
-        f"assert u.urlopen('http://{addresses[first]}:{port('backend_port')}"
-        f"/api/v1/health/detailed', timeout=10).status == 200\"",
-    )
+    status, _body = detailed_health(f"http://{addresses[first]}:{port('backend_port')}")
+    assert status == 200
     assert not active_silences(alertmanager_url, first), "the rolled-back host is still silenced"
+
+    # --- 5. the same through app.yml (site.yml's deploy), in batches of one -----------------------
+    batched = run_playbook(
+        "playbooks/app.yml", "-e", f"backend_source_dir={broken}", "-e", "app_batch_size=1", *GATE_ARGS
+    )
+    after_batch = {h: state_of(remote, h) for h in apps}
+    report(
+        f"broken build through app.yml (app_batch_size=1): rc={batched.returncode}; first batch rolled back: "
+        f"{after_batch[first]['deploy'] == running[first]['deploy']}; later batch untouched: "
+        f"{all(after_batch[h] == running[h] for h in rest)}"
+    )
+    assert batched.returncode != 0
+    assert "rolled back to" in batched.stdout, batched.stdout[-4000:]
+    assert after_batch[first]["deploy"] == running[first]["deploy"]
+    for h in rest:
+        assert after_batch[h] == running[h], f"{h} (a later batch) was touched"
+
+
+def test_deploy_succeeds_with_redis_down(tmp_path, remote, addresses, groups):
+    apps = groups["app"]
+    redis_host = groups["redis"][0]
+    target = bumped(app_version(), 4)
+    variant = make_variant(tmp_path / "no-redis", target)
+    run_on(remote, redis_host, "systemctl stop redis-server")
+    try:
+        deploy = run_playbook("playbooks/app.yml", "-e", f"backend_source_dir={variant}", *GATE_ARGS)
+        health = {h: detailed_health(f"http://{addresses[h]}:{port('backend_port')}") for h in apps}
+    finally:
+        run_on(remote, redis_host, "systemctl start redis-server")
+    releases = {h: release_of(remote, h)["version"] for h in apps}
+    report(
+        f"deploy {target} with Redis stopped: rc={deploy.returncode}; releases {releases}; "
+        f"detailed health during the outage: { {h: (s, b.get('services')) for h, (s, b) in health.items()} }"
+    )
+    assert deploy.returncode == 0, deploy.stdout[-6000:]
+    assert set(releases.values()) == {target}
+    for status, body in health.values():
+        # the app knew Redis was down (degraded), and the deploy went through anyway
+        assert status == 503 and body["services"]["redis"] == "unhealthy"
+        assert body["services"]["postgres"] == "healthy"
+
+
+def test_trusted_proxies_reach_the_app(remote, groups):
+    """backend_trusted_proxy_count/_cidrs are rendered as TRUSTED_PROXY_COUNT/_CIDRS and the app
+    reads them (check-config prints the non-secret settings): none in the test lab, which has no
+    load balancer (adg_load_balancer_cidrs empty)."""
+    for h in groups["app"]:
+        keys = run_on(
+            remote, h, "grep -o '^TRUSTED_PROXY_[A-Z]*=' /etc/autodealgenie/autodealgenie.env"
+        ).split()
+        assert keys == ["TRUSTED_PROXY_COUNT=", "TRUSTED_PROXY_CIDRS="], keys
+        settings = json.loads(run_on(remote, h, "autodealgenie-manage check-config"))["settings"]
+        assert settings["trusted_proxy_count"] == 0 and settings["trusted_proxy_cidrs"] == [], settings

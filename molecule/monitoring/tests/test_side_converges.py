@@ -1,6 +1,8 @@
 """Side converges of the monitoring scenario, run from the controller like an operator would.
 
-* a bad rule fails at promtool validation while Prometheus keeps serving the old rules;
+* a bad rule fails the promtool check of the staged rule set while Prometheus keeps serving the old
+  rules (no live rule file replaced); an unknown flag never reaches /etc/default/prometheus or
+  /etc/default/prometheus-alertmanager;
 * a good rule change is applied by a reload (same PID), and removing it cleans up;
 * --check after the converge reports nothing to change;
 * the three roles' install paths pass --check on a host without them (Grafana by the vendor path,
@@ -76,17 +78,62 @@ def handler_result(output, handler):
 
 
 def test_bad_rule_fails_validation_and_prometheus_keeps_the_old_rules(host, mon):
+    """The rule set is staged and checked as one set: a bad file in it replaces no live file."""
     before = host.check_output("sha256sum /etc/prometheus/rules.d/*.yml")
     groups_before, pid_before = rule_group_names(mon), prometheus_pid(host)
-    result = converge_prometheus(BAD_RULES)
+    # A good change to a shipped file's setting in the same run must not reach the live files either.
+    result = converge_prometheus(BAD_RULES, prometheus_alert_rules_interval="45s")
     output = result.stdout + result.stderr
     assert result.returncode != 0, output[-3000:]
-    assert "failed to validate" in output, output[-3000:]
-    assert "Render the site-specific rule groups" in output
+    assert "Fail before the swap when promtool rejects the rule set" in output
+    assert "promtool rejected the rule set staged in /etc/prometheus/rules.d.candidate" in output, output[
+        -3000:
+    ]
+    assert "zz-site-extra.yml" in output
+    assert "Swap the checked rule set in" not in output
     assert host.check_output("sha256sum /etc/prometheus/rules.d/*.yml") == before
     assert rule_group_names(mon) == groups_before == expected_rule_groups()
     assert prometheus_pid(host) == pid_before
     assert last_reload_successful(mon)
+
+
+def test_unknown_flag_never_reaches_the_live_flags_file(host, mon):
+    before = host.file("/etc/default/prometheus").sha256sum
+    pid = prometheus_pid(host)
+    result = converge_prometheus([], prometheus_flags_extra=["--storage.tsdb.retension.time=31d"])
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert "Render the command-line flags (/etc/default/prometheus" in output
+    assert (
+        "check-env-file: /etc/default/prometheus: ARGS: --storage.tsdb.retension.time"
+        " is not a flag of /usr/bin/prometheus" in output
+    ), output[-3000:]
+    assert host.file("/etc/default/prometheus").sha256sum == before
+    assert prometheus_pid(host) == pid
+    assert host.service("prometheus").is_running
+
+
+def test_unknown_alertmanager_flag_never_reaches_the_live_flags_file(host):
+    am_service = "prometheus-alertmanager"
+    am_pid = host.check_output("systemctl show -P MainPID %s", am_service)
+    flags_before = host.file("/etc/default/prometheus-alertmanager").sha256sum
+    result = ansible_playbook(
+        str(SCENARIO / "converge.yml"),
+        "--tags",
+        "alertmanager",
+        "--limit",
+        MONITORING,
+        "--extra-vars",
+        json.dumps({"alertmanager_flags_extra": ["--cluster.gossip-interval-typo=200ms"]}),
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    assert (
+        "check-env-file: /etc/default/prometheus-alertmanager: ARGS:"
+        " --cluster.gossip-interval-typo is not a flag" in output
+    )
+    assert host.file("/etc/default/prometheus-alertmanager").sha256sum == flags_before
+    assert host.check_output("systemctl show -P MainPID %s", am_service) == am_pid
 
 
 def test_good_rule_change_is_a_reload_and_removal_cleans_up(host, mon):

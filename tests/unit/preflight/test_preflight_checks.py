@@ -15,7 +15,13 @@ from ansible_collections.autodealgenie.ops.plugins.plugin_utils import preflight
 from tests.support.paths import REPO
 
 PLAY = yaml.safe_load((REPO / "playbooks/preflight.yml").read_text())[0]
-COMPONENTS = PLAY["vars"]["preflight_components"]
+# The app's key length comes from the backend role (templated by the play, here by hand).
+_KEY_LENGTH = yaml.safe_load((REPO / "roles/backend/vars/main.yml").read_text())["_backend_secret_min_length"]
+COMPONENTS = yaml.safe_load(
+    yaml.safe_dump(PLAY["vars"]["preflight_components"]).replace(
+        "{{ preflight_backend_secret_min_length }}", str(_KEY_LENGTH)
+    )
+)
 PLATFORMS = PLAY["vars"]["preflight_platforms"]
 
 DEBIAN12 = {
@@ -61,8 +67,8 @@ BASE_VARS = {
     "mongodb_existing_uri": "",
     "grafana_admin_password": GOOD + "ga",
     "grafana_url": "http://10.0.0.31:3000",
-    "backend_secret_key": GOOD + "bs",
-    "backend_jwt_secret": GOOD + "bj",
+    "backend_secret_key": GOOD * 2 + "bs",  # the app's keys: 32 characters at least
+    "backend_jwt_secret": GOOD * 2 + "bj",
     "alertmanager_slack_webhook_url": "https://hooks.slack.com/services/T0001/B0002/abcdefABCDEF123456",
     "alertmanager_pagerduty_routing_key": PD_KEY,
     "alertmanager_webhook_urls": ["https://alerts.corp.acme.io/hook"],
@@ -254,7 +260,7 @@ def test_a_shared_secret_must_be_the_same_on_every_host_that_uses_it():
         ): f"differs from the value in backend_postgresql_password on app1 {SAME}",
     }
     layout = {**LAYOUT, "app2": (["app"], "10.0.0.12"), "app3": (["app"], "10.0.0.13")}
-    per_host = {"app2": {"backend_jwt_secret": GOOD + "other"}}
+    per_host = {"app2": {"backend_jwt_secret": GOOD * 2 + "other"}}
     assert reasons(pf.find_problems(deployment(per_host=per_host, layout=layout))) == {
         ("app2", "backend_jwt_secret"): f"differs from the value on app1, app3 {SAME}",
     }
@@ -301,7 +307,8 @@ def test_secret_minimum_length_follows_the_table():
     problems = pf.find_problems(
         deployment({"backend_secret_key": short, "postgresql_monitor_password": short})
     )
-    assert reasons(problems) == {("app1", "backend_secret_key"): "is shorter than 16 characters"}
+    assert reasons(problems) == {("app1", "backend_secret_key"): f"is shorter than {_KEY_LENGTH} characters"}
+    assert _KEY_LENGTH == 32  # what the app requires outside development/test (app config.py)
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from functools import wraps
 from flask import g, request
 
 from ..errors import ApiError
-from ..security import ACCESS
+from ..security import ACCESS, is_revoked
 from ..services import services
 
 USER_COLUMNS = "id, email, username, full_name, is_active, is_superuser, created_at, updated_at"
@@ -39,7 +39,8 @@ def load_active_user(user_id: int, columns: str = USER_COLUMNS) -> dict:
 
 
 def login_required(view):
-    """Authenticate by `Authorization: Bearer <access>` or the httponly `access_token` cookie."""
+    """Authenticate by `Authorization: Bearer <access>` or the httponly `access_token` cookie; a token
+    revoked by logout is refused (and with Redis unable to tell, 503: never let it through)."""
 
     @wraps(view)
     def wrapper(*args, **kwargs):
@@ -48,6 +49,8 @@ def login_required(view):
             raise ApiError(401, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
         svc = services()
         claims = svc.tokens.decode(token, ACCESS)
+        if is_revoked(svc.redis, claims):
+            raise ApiError(401, "Token revoked", headers={"WWW-Authenticate": "Bearer"})
         g.user = load_active_user(int(claims["sub"]))
         return view(*args, **kwargs)
 
@@ -67,4 +70,5 @@ def jsonable(row: dict) -> dict:
 
 
 def client_address() -> str:
+    """The client's address for per-address limits: X-Forwarded-For only via trusted proxies (app.py)."""
     return request.remote_addr or "unknown"

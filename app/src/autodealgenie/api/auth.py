@@ -4,51 +4,43 @@ from __future__ import annotations
 
 import contextlib
 import time
-from typing import Annotated
 
 import psycopg2
 from flask import Blueprint, g, jsonify, make_response, request
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .. import metrics
 from ..db import run
-from ..errors import ApiError, parse_body
-from ..security import ACCESS, REFRESH
+from ..errors import ApiError, json_body, parse_body
+from ..security import ACCESS, REFRESH, is_revoked, revoke
 from ..services import services
 from ..stores import Unavailable
+from ..types import Email, RequestModel, Token, line
 from . import USER_COLUMNS, bearer_or_cookie, client_address, jsonable, load_active_user, login_required
 
 bp = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
-Email = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, to_lower=True, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-    ),
-]
+Username = line(min_length=3, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+FullName = line(max_length=200)
+Password = line(min_length=8, max_length=128, strip=False)
+GivenPassword = line(min_length=1, max_length=128, strip=False)
 ACTIVE_USERS_KEY = "active_users"
+SIGNUP_CONFLICT = "An account with this email or username already exists"
 
 
-class SignupIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SignupIn(RequestModel):
     email: Email
-    username: Annotated[
-        str,
-        StringConstraints(strip_whitespace=True, min_length=3, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$"),
-    ]
-    password: Annotated[str, Field(min_length=8, max_length=128)]
-    full_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    username: Username
+    password: Password
+    full_name: FullName | None = None
 
 
-class LoginIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LoginIn(RequestModel):
     email: Email
-    password: Annotated[str, Field(min_length=1, max_length=128)]
+    password: GivenPassword
 
 
-class RefreshIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    refresh_token: str | None = None
+class RefreshIn(RequestModel):
+    refresh_token: Token | None = None
 
 
 def _token_response(user_id: int, status: int = 200):
@@ -96,24 +88,11 @@ def _mark_active(user_id: int) -> None:
         metrics.active_users.set(svc.redis.call(update))
 
 
-def _revoke(claims: dict) -> None:
-    ttl = int(claims["exp"] - time.time())
-    if ttl > 0:
-        with contextlib.suppress(Unavailable):
-            services().redis.call(lambda c: c.set(f"revoked_token:{claims['jti']}", "1", ex=ttl))
-
-
-def _is_revoked(claims: dict) -> bool:
-    try:
-        return bool(services().redis.call(lambda c: c.exists(f"revoked_token:{claims.get('jti')}")))
-    except Unavailable:
-        return False  # degraded: cannot check revocation while Redis is down
-
-
 @bp.post("/signup")
 def signup():
     body = parse_body(SignupIn)
     svc = services()
+    svc.limiter.signup_attempt(client_address())
     hashed = svc.passwords.hash(body.password)
     try:
         with svc.db.connection() as conn:
@@ -126,9 +105,9 @@ def signup():
                 table="users",
                 fetch="one",
             )
-    except psycopg2.errors.UniqueViolation as exc:
-        field = "Email already registered" if "email" in str(exc) else "Username already taken"
-        raise ApiError(409, field) from None
+    except psycopg2.errors.UniqueViolation:
+        # One answer for both: which of the two exists is not the caller's business.
+        raise ApiError(409, SIGNUP_CONFLICT) from None
     metrics.user_signups.inc()
     return jsonify(jsonable(user)), 201
 
@@ -149,7 +128,7 @@ def login():
         )
     if row is None or not svc.passwords.verify(row["hashed_password"], body.password):
         metrics.auth_failures.inc()
-        svc.limiter.login_failed(body.email)
+        svc.limiter.login_failed(client_address(), body.email)
         raise ApiError(401, "Incorrect email or password", headers={"WWW-Authenticate": "Bearer"})
     if not row["is_active"]:
         metrics.auth_failures.inc()
@@ -162,7 +141,7 @@ def login():
             table="users",
             fetch="none",
         )
-    svc.limiter.login_succeeded(body.email)
+    svc.limiter.login_succeeded(client_address(), body.email)
     metrics.auth_success.inc()
     return _token_response(row["id"])
 
@@ -175,23 +154,32 @@ def refresh():
         raise ApiError(401, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
     svc = services()
     claims = svc.tokens.decode(token, REFRESH)
-    if _is_revoked(claims):
+    if is_revoked(svc.redis, claims):
         raise ApiError(401, "Token revoked", headers={"WWW-Authenticate": "Bearer"})
     user = load_active_user(int(claims["sub"]), columns="id, is_active")
-    _revoke(claims)  # rotation: each refresh token works once
+    # Rotation: each refresh token works once. Check-and-revoke is one atomic step, so two
+    # concurrent refreshes with the same token cannot both succeed.
+    if not revoke(svc.redis, claims):
+        raise ApiError(401, "Token revoked", headers={"WWW-Authenticate": "Bearer"})
     return _token_response(user["id"])
 
 
 @bp.post("/logout")
 def logout():
-    """Revoke the refresh token (body or cookie) if one is presented, and clear both cookies."""
+    """Revoke the access token (header or cookie) and the refresh token (body or cookie) presented,
+    and clear both cookies. 503 when Redis cannot record a revocation: the token would stay valid."""
     svc = services()
-    body = request.get_json(silent=True) if request.get_data() else None
+    body = json_body(silent=True) if request.get_data() else None
     token = (body or {}).get("refresh_token") if isinstance(body, dict) else None
     token = token or request.cookies.get("refresh_token")
-    if isinstance(token, str) and token:
-        with contextlib.suppress(ApiError):  # an invalid or expired token needs no revocation
-            _revoke(svc.tokens.decode(token, REFRESH))
+    for presented, kind in ((bearer_or_cookie("access_token"), ACCESS), (token, REFRESH)):
+        if not isinstance(presented, str) or not presented:
+            continue
+        try:
+            claims = svc.tokens.decode(presented, kind)
+        except ApiError:  # an invalid or expired token needs no revocation
+            continue
+        revoke(svc.redis, claims)
     response = make_response(jsonify(message="Logged out"))
     for name in ("access_token", "refresh_token"):
         response.delete_cookie(name, path="/", httponly=True, samesite="Lax", secure=svc.config.cookie_secure)

@@ -8,19 +8,20 @@ import time
 from typing import Annotated, Literal
 
 from flask import Blueprint, g, jsonify
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, model_validator
 
 from .. import metrics
 from ..db import run
 from ..errors import parse_body
 from ..instrumentation import untracked
 from ..services import services
+from ..types import INT32_MAX, RequestModel, finite, line
 from . import jsonable, login_required
 
 bp = Blueprint("cars", __name__, url_prefix="/api/v1/cars")
 SEARCH_CACHE = "car_search"
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
-Money = Annotated[float, Field(ge=0, lt=10_000_000)]
+Name = line(min_length=1, max_length=60)
+Money = finite(ge=0, lt=10_000_000)
 Year = Annotated[int, Field(ge=1900, le=2100)]
 ORDER = {
     # value: furthest below the model's fair value first
@@ -35,8 +36,7 @@ RESULT_COLUMNS = (
 )
 
 
-class SearchIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SearchIn(RequestModel):
     make: Name | None = None
     model: Name | None = None
     car_type: Literal["sedan", "suv", "truck", "coupe", "hatchback", "minivan", "wagon"] | None = None
@@ -45,7 +45,7 @@ class SearchIn(BaseModel):
     budget_max: Money | None = None
     year_min: Year | None = None
     year_max: Year | None = None
-    mileage_max: Annotated[int, Field(ge=0)] | None = None
+    mileage_max: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = None  # the integer column
     sort_by: Literal["value", "price", "mileage", "year"] = "value"
     max_results: Annotated[int, Field(ge=1, le=100)] = 50
 

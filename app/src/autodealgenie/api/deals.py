@@ -7,27 +7,29 @@ import json
 from typing import Annotated, Literal
 
 from flask import Blueprint, g, jsonify
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints
 
 from .. import metrics, pricing
 from ..db import run
 from ..errors import ApiError, parse_body, parse_query
 from ..services import services
+from ..types import Email, RequestModel, finite, line, reject_in_line, text
 from . import jsonable, login_required
-from .auth import Email
 
 bp = Blueprint("deals", __name__, url_prefix="/api/v1/deals")
 
 Status = Literal["pending", "in_progress", "completed", "cancelled"]
 Condition = Literal["excellent", "good", "fair", "poor"]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Text = line(min_length=1, max_length=200)
+Notes = text(max_length=5000)
 # Upper-cased before the pattern check (StringConstraints would check the pattern first).
 Vin = Annotated[
     str,
     BeforeValidator(lambda v: v.strip().upper() if isinstance(v, str) else v),
     StringConstraints(pattern=r"^[A-HJ-NPR-Z0-9]{17}$"),
+    BeforeValidator(reject_in_line),
 ]
-Price = Annotated[float, Field(gt=0, lt=10_000_000)]
+Price = finite(gt=0, lt=10_000_000)  # numeric(12, 2)
 Year = Annotated[int, Field(ge=1900, le=pricing.REFERENCE_YEAR + 2)]
 Mileage = Annotated[int, Field(ge=0, le=2_000_000)]
 EVAL_CACHE = "deal_eval"
@@ -37,8 +39,7 @@ DEAL_COLUMNS = (
 )
 
 
-class DealIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DealIn(RequestModel):
     customer_name: Text
     customer_email: Email
     vehicle_make: Text
@@ -49,11 +50,10 @@ class DealIn(BaseModel):
     asking_price: Price
     offer_price: Price | None = None
     status: Status = "pending"
-    notes: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    notes: Notes | None = None
 
 
-class DealUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DealUpdate(RequestModel):
     customer_name: Text | None = None
     customer_email: Email | None = None
     vehicle_make: Text | None = None
@@ -64,18 +64,16 @@ class DealUpdate(BaseModel):
     asking_price: Price | None = None
     offer_price: Price | None = None
     status: Status | None = None
-    notes: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    notes: Notes | None = None
 
 
-class ListQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ListQuery(RequestModel):
     skip: Annotated[int, Field(ge=0, le=10_000_000)] = 0
     limit: Annotated[int, Field(ge=1, le=100)] = 50
     status: Status | None = None
 
 
-class EvaluateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EvaluateIn(RequestModel):
     vehicle_vin: Vin
     asking_price: Price
     condition: Annotated[Condition, Field()] = "good"

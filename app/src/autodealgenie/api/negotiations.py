@@ -7,13 +7,14 @@ from typing import Annotated, Literal
 
 from flask import Blueprint, g, jsonify
 from psycopg2.extras import Json
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, model_validator
 
 from .. import metrics, pricing
 from ..advisor import Advice
 from ..db import run
 from ..errors import ApiError, parse_body
 from ..services import services
+from ..types import Id, RequestModel, finite, text
 from . import jsonable, login_required
 from .deals import load_deal
 
@@ -28,17 +29,19 @@ DEALER_CONCESSION = 0.35
 DEALER_FLOOR = 0.93
 
 
-class StartIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    deal_id: Annotated[int, Field(gt=0)]
-    target_price: Annotated[float, Field(gt=0, lt=10_000_000)] | None = None
+Offer = finite(gt=0, lt=10_000_000)  # numeric(12, 2)
+Message = text(min_length=1, max_length=2000)
+
+
+class StartIn(RequestModel):
+    deal_id: Id
+    target_price: Offer | None = None
     max_rounds: Annotated[int, Field(ge=1, le=20)] = 10
 
 
-class NextIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NextIn(RequestModel):
     action: Literal["confirm", "reject", "counter"]
-    counter_offer: Annotated[float, Field(gt=0, lt=10_000_000)] | None = None
+    counter_offer: Offer | None = None
 
     @model_validator(mode="after")
     def counter_needs_offer(self):
@@ -47,9 +50,8 @@ class NextIn(BaseModel):
         return self
 
 
-class ChatIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    message: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+class ChatIn(RequestModel):
+    message: Message
 
 
 def _fair_value(deal: dict) -> float:

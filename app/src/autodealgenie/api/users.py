@@ -6,21 +6,22 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from flask import Blueprint, g, jsonify
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import Field, model_validator
 
 from ..errors import ServiceUnavailable, parse_body
 from ..services import services
 from ..stores import Unavailable
+from ..types import RequestModel, finite, line
 from . import login_required
 
 bp = Blueprint("users", __name__, url_prefix="/api/v1/users")
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=60)]
+Label = line(min_length=1, max_length=60)
+Bound = finite(ge=0, le=1e12)  # stored as a BSON double: finite, and no budget or year is larger
 
 
-class Range(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    min: Annotated[float, Field(ge=0)] | None = None
-    max: Annotated[float, Field(ge=0)] | None = None
+class Range(RequestModel):
+    min: Bound | None = None
+    max: Bound | None = None
 
     @model_validator(mode="after")
     def ordered(self):
@@ -29,15 +30,14 @@ class Range(BaseModel):
         return self
 
 
-class PreferencesIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    makes: Annotated[list[Label], Field(max_length=20)] = []
+class PreferencesIn(RequestModel):
+    makes: Annotated[list[Label], Field(max_length=20)] = Field(default_factory=list)
     budget_range: Range | None = None
     year_range: Range | None = None
     body_types: Annotated[
         list[Literal["sedan", "suv", "truck", "coupe", "hatchback", "minivan", "wagon"]], Field(max_length=7)
-    ] = []
-    features: Annotated[list[Label], Field(max_length=30)] = []
+    ] = Field(default_factory=list)
+    features: Annotated[list[Label], Field(max_length=30)] = Field(default_factory=list)
 
 
 def _public(document: dict | None) -> dict:
