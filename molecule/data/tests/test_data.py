@@ -438,6 +438,19 @@ def _pg(sql: str) -> str:
     return DATA.check_output("runuser -u postgres -- psql -X -A -t -c %s", sql)
 
 
+def _pg_conf_dir() -> str:
+    return _pg("SHOW config_file").rsplit("/", 1)[0]
+
+
+def _converge_data_host(tags: str, extra: dict | None = None) -> tuple[int, str]:
+    """A side converge of the data host with `tags` (and extra vars): its return code and output."""
+    args = ["--tags", tags, "--limit", DATA.backend.host]
+    if extra is not None:
+        args += ["-e", json.dumps(extra)]
+    result = _playbook(*args)
+    return result.returncode, result.stdout + result.stderr
+
+
 def _main_pid(unit: str) -> str:
     return DATA.check_output("systemctl show -P MainPID %s", unit)
 
@@ -448,16 +461,13 @@ def test_bad_hba_entry_is_rejected_before_the_swap_and_postgresql_keeps_serving(
     hba_path = _pg("SHOW hba_file")
     before = DATA.file(hba_path).sha256sum
     started, loaded = _pg("SELECT pg_postmaster_start_time()"), _pg("SELECT pg_conf_load_time()")
-    bad = json.dumps(
-        {
-            "postgresql_hba_entries": [
-                {"type": "host", "database": "all", "user": "all", "address": f"{DATA_IP}/33"}
-            ]
-        }
-    )
-    result = _playbook("--tags", "postgresql", "--limit", DATA.backend.host, "-e", bad)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output[-3000:]
+    bad = {
+        "postgresql_hba_entries": [
+            {"type": "host", "database": "all", "user": "all", "address": f"{DATA_IP}/33"}
+        ]
+    }
+    rc, output = _converge_data_host("postgresql", bad)
+    assert rc != 0, output[-3000:]
     failed = _task_output(output, "Render pg_hba.conf from the entry list")
     assert "failed to validate" in failed, failed[-3000:]
     assert f"pg-check-candidate: {hba_path}: rejected by postgres" in failed
@@ -473,19 +483,11 @@ def test_bad_hba_entry_is_rejected_before_the_swap_and_postgresql_keeps_serving(
 
 
 def test_bad_setting_is_rejected_before_the_drop_in_changes():
-    conf_dir = _pg("SHOW config_file").rsplit("/", 1)[0]
+    conf_dir = _pg_conf_dir()
     dropin = f"{conf_dir}/conf.d/50-autodealgenie.conf"
     before, loaded = DATA.file(dropin).sha256sum, _pg("SELECT pg_conf_load_time()")
-    result = _playbook(
-        "--tags",
-        "postgresql",
-        "--limit",
-        DATA.backend.host,
-        "-e",
-        '{"postgresql_settings": {"work_mem": "lots"}}',
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output[-3000:]
+    rc, output = _converge_data_host("postgresql", {"postgresql_settings": {"work_mem": "lots"}})
+    assert rc != 0, output[-3000:]
     failed = _task_output(output, "Render the settings drop-in")
     assert (
         "failed to validate" in failed and f"pg-check-candidate: {dropin}: rejected by postgres" in failed
@@ -502,16 +504,8 @@ def test_bad_exporter_queries_file_is_rejected_and_the_exporter_keeps_running(tm
     before, pid = DATA.file(live).sha256sum, _main_pid(unit)
     bad = tmp_path / "queries.yml"
     bad.write_text("pg_broken:\n  query: SELECT 1 AS x\n  metrics:\n    - x: {usage: COUNTR}\n")
-    result = _playbook(
-        "--tags",
-        "postgres_exporter",
-        "--limit",
-        DATA.backend.host,
-        "-e",
-        json.dumps({"postgres_exporter_queries_file": str(bad)}),
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output[-3000:]
+    rc, output = _converge_data_host("postgres_exporter", {"postgres_exporter_queries_file": str(bad)})
+    assert rc != 0, output[-3000:]
     failed = _task_output(output, "Install the custom queries")
     assert (
         "failed to validate" in failed and f"check-exporter-queries: {live}: query 'pg_broken'" in failed
@@ -527,16 +521,8 @@ def test_env_file_with_a_broken_line_is_rejected_without_printing_the_secret():
     live = EXPORTERS["redis"].env_file
     before, pid = DATA.file(live).sha256sum, _main_pid(unit)
     newline_value = "correct-horse-battery\nstaple-4711"
-    result = _playbook(
-        "--tags",
-        "redis_exporter",
-        "--limit",
-        DATA.backend.host,
-        "-e",
-        json.dumps({"redis_exporter_redis_password": newline_value}),
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output[-3000:]
+    rc, output = _converge_data_host("redis_exporter", {"redis_exporter_redis_password": newline_value})
+    assert rc != 0, output[-3000:]
     failed = _task_output(output, "Fail when the checker rejected the connection settings")
     assert f"check-env-file: {live}: line" in failed and "REDIS_PASSWORD: unbalanced quotes" in failed, failed
     assert "staple-4711" not in output and "correct-horse" not in output
@@ -549,10 +535,9 @@ def test_bad_unit_line_is_rejected_by_systemd_analyze_and_the_unit_is_unchanged(
     unit = EXPORTERS["redis"].unit
     live = f"/etc/systemd/system/{unit}.service"
     before, pid = DATA.file(live).sha256sum, _main_pid(unit)
-    extra = json.dumps({"redis_exporter_extra_flags": ["--include-system-metrics\nRestart=sometimes"]})
-    result = _playbook("--tags", "redis_exporter", "--limit", DATA.backend.host, "-e", extra)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output[-3000:]
+    extra = {"redis_exporter_extra_flags": ["--include-system-metrics\nRestart=sometimes"]}
+    rc, output = _converge_data_host("redis_exporter", extra)
+    assert rc != 0, output[-3000:]
     failed = _task_output(output, "Install the hardened unit")
     assert f"verify-unit: {unit}.service: rejected by systemd-analyze verify" in failed, failed
     # systemd's own line for the bad setting; its wording changed (252: "Failed to parse service
@@ -564,21 +549,11 @@ def test_bad_unit_line_is_rejected_by_systemd_analyze_and_the_unit_is_unchanged(
 
 
 def test_port_given_as_text_is_rejected_before_anything_changes():
-    conf_dir = DATA.check_output("runuser -u postgres -- psql -X -A -t -c 'SHOW config_file'").rsplit("/", 1)[
-        0
-    ]
+    conf_dir = _pg_conf_dir()
     watched = [f"{conf_dir}/pg_hba.conf", f"{conf_dir}/conf.d/50-autodealgenie.conf"]
     before = [DATA.file(path).sha256sum for path in watched]
-    result = _playbook(
-        "--tags",
-        "postgresql",
-        "--limit",
-        DATA.backend.host,
-        "-e",
-        '{"postgresql_port": "five-four-three-two"}',
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode != 0
+    rc, output = _converge_data_host("postgresql", {"postgresql_port": "five-four-three-two"})
+    assert rc != 0
     assert "Validating arguments against arg spec" in output
     assert "postgresql_port" in output and "int" in output
     assert _recap(output, DATA.backend.host)["changed"] == 0
@@ -587,15 +562,14 @@ def test_port_given_as_text_is_rejected_before_anything_changes():
 
 def test_switching_aof_on_keeps_the_data_of_a_server_that_ran_without_it():
     """Redis started with appendonly yes and no (current) AOF would start empty: the role converts."""
-    off = _playbook("--tags", "redis", "--limit", DATA.backend.host, "-e", '{"redis_appendonly": false}')
-    assert off.returncode == 0, (off.stdout + off.stderr)[-3000:]
+    off_rc, off_output = _converge_data_host("redis", {"redis_appendonly": False})
+    assert off_rc == 0, off_output[-3000:]
     assert _redis_appendonly() == ["appendonly", "no"]
     key = f"adg:written-without-aof:{time.time_ns()}"
     assert _redis_app("SET", key, "kept", "EX", "3600") == "OK"
 
-    on = _playbook("--tags", "redis", "--limit", DATA.backend.host)
-    output = on.stdout + on.stderr
-    assert on.returncode == 0, output[-3000:]
+    rc, output = _converge_data_host("redis")
+    assert rc == 0, output[-3000:]
     # The AOF of the first converge is older than this key: moved aside, dump.rdb converted instead.
     assert re.search(r"Turn the RDB snapshot into the first AOF.*\n(.*\n)?changed:", output), output[-3000:]
     assert _redis_appendonly() == ["appendonly", "yes"]
@@ -637,9 +611,8 @@ def test_real_mongodb_install_path_passes_check_mode(replica_set):
 def test_mongodb_backup_is_skipped_with_a_message_without_mongodump():
     """The existing-server mode installs nothing and the stand-in has no mongodump: the role says
     that backups are NOT set up and schedules nothing (the backup itself cannot run here)."""
-    result = _playbook("--tags", "mongodb_backup", "--limit", DATA.backend.host)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-3000:]
+    rc, output = _converge_data_host("mongodb_backup")
+    assert rc == 0, output[-3000:]
     assert f"MongoDB backups are NOT set up on {DATA.backend.host}" in " ".join(output.split())
     assert _recap(output, DATA.backend.host)["changed"] == 0
     assert not DATA.file("/usr/bin/mongodump").exists

@@ -186,9 +186,13 @@ def test_rule_files_are_checked_as_one_set_before_the_swap():
     swap = names.index("Swap the checked rule set in (replaces the live rule files)")
     assert max(i for i, n in enumerate(names) if n.startswith("Stage ")) < check < fail < swap
     argv = tasks[check]["ansible.builtin.command"]["argv"]
-    # one promtool run over every managed file of the candidate directory
-    assert "'promtool', 'check', 'rules'" in argv and "_prometheus_managed_rule_files" in argv
-    assert "_prometheus_rules_candidate_dir" in argv
+    # one promtool run over every managed file of the candidate directory (_prometheus_rule_candidates)
+    candidates = yaml.safe_load((ROLES / "prometheus/vars/main.yml").read_text())[
+        "_prometheus_rule_candidates"
+    ]
+    assert "'promtool', 'check', 'rules'" in argv and "_prometheus_rule_candidates" in argv
+    assert "_prometheus_managed_rule_files" in candidates
+    assert "_prometheus_rules_candidate_dir" in candidates
     # nothing writes the live rule directory except the swap (and the cleanup of unmanaged files)
     live_writers = [
         task["name"]

@@ -11,7 +11,7 @@ from flask import Blueprint, g, jsonify, make_response, request
 from .. import metrics
 from ..db import run
 from ..errors import ApiError, json_body, parse_body
-from ..security import ACCESS, REFRESH, is_revoked, revoke
+from ..security import ACCESS, REFRESH, revoke
 from ..services import services
 from ..stores import Unavailable
 from ..types import Email, RequestModel, Token, line
@@ -154,11 +154,9 @@ def refresh():
         raise ApiError(401, "Not authenticated", headers={"WWW-Authenticate": "Bearer"})
     svc = services()
     claims = svc.tokens.decode(token, REFRESH)
-    if is_revoked(svc.redis, claims):
-        raise ApiError(401, "Token revoked", headers={"WWW-Authenticate": "Bearer"})
     user = load_active_user(int(claims["sub"]), columns="id, is_active")
-    # Rotation: each refresh token works once. Check-and-revoke is one atomic step, so two
-    # concurrent refreshes with the same token cannot both succeed.
+    # Rotation: each refresh token works once. Check-and-revoke is one atomic step (a revoked token
+    # is refused here), so two concurrent refreshes with the same token cannot both succeed.
     if not revoke(svc.redis, claims):
         raise ApiError(401, "Token revoked", headers={"WWW-Authenticate": "Bearer"})
     return _token_response(user["id"])
