@@ -7,6 +7,7 @@ import base64
 from appsupport import DEAL, register, sample
 from autodealgenie import metrics
 from autodealgenie.app import create_app
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 CATALOGUE = {  # every metric the dashboards and rules read from the app (it has no loans feature)
@@ -234,3 +235,53 @@ def test_every_response_has_request_id_and_security_headers(client):
         client.get("/", headers={"X-Request-ID": "bad id with spaces"}).headers["X-Request-ID"]
         != "bad id with spaces"
     )
+
+
+def test_in_flight_and_failing_error_handler_are_counted(make_config, migrated):
+    """The dispatch wrapper: in progress while the view runs, back to 0 after; a request whose error
+    handler itself fails is still counted once, as a 5xx, with its duration and sizes."""
+    app = create_app(make_config())
+    seen = {}
+
+    class HandlerBreaks(Exception):
+        pass
+
+    @app.errorhandler(HandlerBreaks)
+    def _broken_handler(exc):
+        raise RuntimeError("the error handler fails too")
+
+    @app.get("/inflight-for-test")
+    def inflight():
+        seen["inprogress"] = sample(
+            "autodealgenie_requests_inprogress", {"method": "GET", "handler": "/inflight-for-test"}
+        )
+        return {"ok": True}
+
+    @app.get("/handler-breaks-for-test")
+    def breaks():
+        raise HandlerBreaks
+
+    client = app.test_client()
+    assert client.get("/inflight-for-test").status_code == 200
+    assert seen["inprogress"] == 1
+    inflight_labels = {"method": "GET", "handler": "/inflight-for-test"}
+    assert sample("autodealgenie_requests_inprogress", inflight_labels) == 0
+
+    handler = "/handler-breaks-for-test"
+    assert client.get(handler).status_code == 500
+    assert sample("http_requests_total", {"method": "GET", "status": "5xx", "handler": handler}) == 1
+    assert sample("http_request_duration_seconds_count", {"method": "GET", "handler": handler}) == 1
+    assert sample("http_request_size_bytes_count", {"handler": handler}) == 1
+    assert sample("http_response_size_bytes_count", {"handler": handler}) == 1
+    assert sample("autodealgenie_requests_inprogress", {"method": "GET", "handler": handler}) == 0
+
+
+def test_untracked_routes_create_no_series(client):
+    """/health and /metrics skip the instrumentation entirely: not even zero series for them."""
+    for path in ("/health", "/api/v1/health", "/metrics"):
+        assert client.get(path).status_code == 200
+    for name in ("autodealgenie_requests_inprogress", "http_request_duration_seconds_count"):
+        for handler in ("/health", "/api/v1/health", "/metrics"):
+            assert REGISTRY.get_sample_value(name, {"method": "GET", "handler": handler}) is None
+    for handler in ("/health", "/metrics"):
+        assert REGISTRY.get_sample_value("http_request_size_bytes_count", {"handler": handler}) is None

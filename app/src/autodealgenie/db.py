@@ -104,9 +104,14 @@ class Database:
             return run(conn, sql, params, operation=operation, table=table, fetch=fetch)
 
 
+_queries = metrics.cached_labels(metrics.db_queries)
+_query_errors = metrics.cached_labels(metrics.db_query_errors)
+_query_duration = metrics.cached_labels(metrics.db_query_duration)
+
+
 def run(conn, sql: str, params=None, *, operation: str, table: str, fetch: str = "all"):
     """Execute on an open connection with the db_* metrics (labels are fixed strings: bounded)."""
-    metrics.db_queries.labels(operation, table).inc()
+    _queries(operation, table).inc()
     start = time.perf_counter()
     try:
         with conn.cursor(cursor_factory=psycopg2.extras.RealDictCursor) as cur:
@@ -117,10 +122,10 @@ def run(conn, sql: str, params=None, *, operation: str, table: str, fetch: str =
                 return cur.fetchall()
             return cur.rowcount
     except psycopg2.Error:
-        metrics.db_query_errors.labels(operation, table).inc()
+        _query_errors(operation, table).inc()
         raise
     finally:
-        metrics.db_query_duration.labels(operation, table).observe(time.perf_counter() - start)
+        _query_duration(operation, table).observe(time.perf_counter() - start)
 
 
 def check(config: Config, timeout: float) -> bool:

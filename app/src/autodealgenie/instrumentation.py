@@ -3,8 +3,8 @@
 prometheus-flask-exporter serves /metrics and provides the gunicorn multiprocess plumbing
 (GunicornInternalPrometheusMetrics, mark_process_dead_on_child_exit). Its default metrics are
 named flask_http_request_*, so they are turned off (export_defaults=False) and the catalogue's HTTP
-metrics are recorded by request hooks here: unlike the exporter's register_default, hooks also see
-requests that match no route, counted under one fixed handler label.
+metrics are recorded here, around the app's dispatch: unlike the exporter's register_default, that
+also sees requests that match no route, counted under one fixed handler label.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import ipaddress
 import time
 from functools import wraps
 
-from flask import Flask, Response, g, jsonify, request
+from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_flask_exporter import PrometheusMetrics
 from prometheus_flask_exporter.multiprocess import GunicornInternalPrometheusMetrics
+from werkzeug.wsgi import get_content_length  # request.content_length, without parsing the headers
 
 from . import metrics
 from .config import Config
@@ -128,7 +129,7 @@ class _RouteSeries:
         "inprogress",
         "method",
         "request_size",
-        "requests_by_status",
+        "requests_by_code",
         "response_size",
     )
 
@@ -139,50 +140,60 @@ class _RouteSeries:
         self.duration = metrics.http_request_duration.labels(method, handler)
         self.request_size = metrics.http_request_size.labels(handler)
         self.response_size = metrics.http_response_size.labels(handler)
-        self.requests_by_status: dict = {}  # filled on first use: no zero series for unseen statuses
+        # by raw status code (bounded: 100..599), filled on first use: no zero series for unseen statuses
+        self.requests_by_code: dict = {}
 
-    def count(self, status_code: int) -> None:
-        status = metrics.grouped_status(status_code)
-        counter = self.requests_by_status.get(status)
+    def record(self, seconds: float, status_code: int, request_bytes: int, response_bytes: int) -> None:
+        self.duration.observe(seconds)
+        counter = self.requests_by_code.get(status_code)
         if counter is None:
-            counter = self.requests_by_status[status] = metrics.http_requests.labels(
-                self.method, status, self.handler
+            counter = self.requests_by_code[status_code] = metrics.http_requests.labels(
+                self.method, metrics.grouped_status(status_code), self.handler
             )
         counter.inc()
+        self.request_size.observe(request_bytes)
+        self.response_size.observe(response_bytes)
 
 
 def _install_http_hooks(app: Flask, untracked_rules: set[str]) -> None:
+    """Wrap the app's full_dispatch_request (before/after hooks, view, error handlers) in one call.
+
+    One wrapper instead of before/after/teardown hooks: Flask runs each hook through ensure_sync
+    and the state would go through `g`; here it stays in locals, and an untracked route costs one
+    set lookup. Every request is still counted as it ends, in this worker's multiprocess file.
+    """
     # Bounded: route templates x methods, plus one "unmatched" handler for any unknown path.
     series: dict[tuple[str, str], _RouteSeries] = {}
+    dispatch = app.full_dispatch_request
+    known_methods, other_method = metrics.KNOWN_METHODS, metrics.OTHER_METHOD
+    unmatched = metrics.UNMATCHED_HANDLER
+    clock = time.perf_counter
 
-    @app.before_request
-    def _start_timer():
-        rule = request.url_rule
-        handler = rule.rule if rule is not None else metrics.UNMATCHED_HANDLER
+    def full_dispatch_request() -> Response:
+        req = request._get_current_object()
+        rule = req.url_rule
+        handler = rule.rule if rule is not None else unmatched
         if handler in untracked_rules:
-            return
-        method = request.method if request.method in metrics.KNOWN_METHODS else metrics.OTHER_METHOD
-        key = (method, handler)
-        route = series.get(key)
+            return dispatch()
+        method = req.method if req.method in known_methods else other_method
+        route = series.get((method, handler))
         if route is None:
-            route = series[key] = _RouteSeries(*key)
+            route = series[(method, handler)] = _RouteSeries(method, handler)
         route.inprogress.inc()
-        g.metrics_route = route
-        g.metrics_start = time.perf_counter()
-
-    @app.after_request
-    def _record(response: Response):
-        route = g.get("metrics_route")
-        if route is None:
-            return response
-        route.duration.observe(time.perf_counter() - g.metrics_start)
-        route.count(response.status_code)
-        route.request_size.observe(request.content_length or 0)
-        route.response_size.observe(response.calculate_content_length() or 0)
+        start = clock()
+        try:
+            response = dispatch()
+        except Exception:
+            # Only when an error handler itself fails: Flask answers 500 after this (handle_exception).
+            # Counted as a 5xx; its body does not exist yet, so the response size observed is 0.
+            route.record(clock() - start, 500, get_content_length(req.environ) or 0, 0)
+            raise
+        finally:
+            route.inprogress.dec()
+        request_bytes = get_content_length(req.environ) or 0
+        route.record(
+            clock() - start, response.status_code, request_bytes, response.calculate_content_length() or 0
+        )
         return response
 
-    @app.teardown_request
-    def _finish(_exc):
-        route = g.pop("metrics_route", None)
-        if route is not None:
-            route.inprogress.dec()
+    app.full_dispatch_request = full_dispatch_request

@@ -9,7 +9,32 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import Counter, Gauge, Histogram, Summary
+from prometheus_client import Counter, Gauge, Histogram, Summary, values
+
+from . import multiprocess_values
+
+# --- multiprocess values --------------------------------------------------------------------------
+# In multiprocess mode (PROMETHEUS_MULTIPROC_DIR set when prometheus_client was imported) every
+# value is written through multiprocess_values.LeanMmapedValue: the library's files and layout, one
+# Python call per write instead of five and no getpid syscall. Swapped before any metric exists
+# (this module defines them all; a value made with the old class would map the same file twice).
+if getattr(values.ValueClass, "_multiprocess", False):
+    values.ValueClass = multiprocess_values.value_class()
+
+
+def cached_labels(metric):
+    """metric.labels(*values) remembered per label values: labels() takes a lock and builds keys on
+    every call. Only for label values that come from code (bounded), never from a request."""
+    children: dict[tuple, object] = {}
+
+    def child(*labelvalues):
+        found = children.get(labelvalues)
+        if found is None:
+            found = children[labelvalues] = metric.labels(*labelvalues)
+        return found
+
+    return child
+
 
 # Buckets past 2 s so that "p95 > 2 s" (HighAPILatency) can be observed.
 HTTP_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -29,6 +29,9 @@ from .config import Config
 from .errors import ApiError
 
 log = logging.getLogger(__name__)
+_cache_duration = metrics.cached_labels(metrics.cache_operation_duration)
+_cache_hits = metrics.cached_labels(metrics.cache_hits)
+_cache_misses = metrics.cached_labels(metrics.cache_misses)
 
 
 class Unavailable(Exception):
@@ -116,8 +119,8 @@ class RedisStore:
         except Unavailable:
             pass
         finally:
-            metrics.cache_operation_duration.labels("get", cache_name).observe(time.perf_counter() - start)
-        (metrics.cache_hits if value is not None else metrics.cache_misses).labels(cache_name).inc()
+            _cache_duration("get", cache_name).observe(time.perf_counter() - start)
+        (_cache_hits if value is not None else _cache_misses)(cache_name).inc()
         return value
 
     def cache_set(self, cache_name: str, key: str, value: str, ttl: int) -> None:
@@ -127,7 +130,7 @@ class RedisStore:
         except Unavailable:
             pass
         finally:
-            metrics.cache_operation_duration.labels("set", cache_name).observe(time.perf_counter() - start)
+            _cache_duration("set", cache_name).observe(time.perf_counter() - start)
 
     def check(self, timeout: float) -> bool:
         probe = self._new_client(timeout)
