@@ -5,7 +5,8 @@
 #
 #   tests/run-all.sh                  everything
 #   tests/run-all.sh lint unit        only the named steps (see ADG_STEPS below)
-#   ADG_SCENARIOS="common data" tests/run-all.sh molecule
+#   ADG_SCENARIOS="common data" tests/run-all.sh molecule      those scenarios, one after the other
+#   ADG_MOLECULE_LANES="default|common data" tests/run-all.sh molecule   lanes run side by side
 set -uo pipefail
 
 ADG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -14,7 +15,6 @@ cd "$ADG_ROOT"
 . "$ADG_ROOT/tests/tools/bootstrap.sh" || exit 1
 
 ADG_STEPS=(lint unit app rules routes modules collection molecule)
-ADG_SCENARIOS="${ADG_SCENARIOS:-common data monitoring default preflight data-trixie monitoring-trixie}"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 
 step_lint() {
@@ -50,17 +50,49 @@ step_collection() {
   python -m pytest -q tests/integration/collection
 }
 
+# Scenarios run in lanes: the lanes run at the same time, each scenario on its own lab and subnet,
+# and a lane runs its scenarios in order. `default` (the whole stack) has a lane to itself: it is the
+# longest, and most of its verify waits on alert timings. One lane ("a b c") runs them in turn.
+ADG_MOLECULE_LANES="${ADG_MOLECULE_LANES:-default preflight|common data monitoring data-trixie monitoring-trixie}"
+
+run_scenario() {
+  local scenario=$1 log=$2 started=$SECONDS rc=0
+  molecule test -s "$scenario" >"$log" 2>&1 || rc=$?
+  echo "$scenario $rc $((SECONDS - started))" >"$log.result"
+  # progress while the lanes run; the whole output follows when all are done
+  echo "--- molecule $scenario finished: rc $rc in $((SECONDS - started)) s"
+  return "$rc"
+}
+
 step_molecule() {
-  local scenario rc=0
+  local lanes lane scenario rc=0 started=$SECONDS
   # Build (or confirm cached) the test-host images once, before scenarios race for them.
   python tests/tools/testhosts/testhosts.py image || return 1
   python tests/tools/testhosts/testhosts.py image --suite trixie || return 1
-  for scenario in $ADG_SCENARIOS; do
-    echo "--- molecule test -s $scenario"
-    local started=$SECONDS
-    molecule test -s "$scenario" || rc=1
-    echo "--- molecule $scenario: $((SECONDS - started)) s"
+  # ADG_SCENARIOS (if set) picks scenarios and runs them in one lane.
+  if [ -n "${ADG_SCENARIOS:-}" ]; then lanes=("$ADG_SCENARIOS"); else IFS='|' read -ra lanes <<<"$ADG_MOLECULE_LANES"; fi
+  local logs pids=()
+  logs="$(mktemp -d)"
+  for lane in "${lanes[@]}"; do
+    (for scenario in $lane; do run_scenario "$scenario" "$logs/$scenario.log"; done) &
+    pids+=($!)
   done
+  echo "molecule: ${#lanes[@]} lane(s): $(printf '[%s] ' "${lanes[@]}")"
+  wait "${pids[@]}"
+  # Each scenario's whole output, one after the other, then its result and time.
+  for lane in "${lanes[@]}"; do
+    for scenario in $lane; do
+      echo "--- molecule test -s $scenario"
+      [ -f "$logs/$scenario.log" ] && cat "$logs/$scenario.log"
+      local result=()
+      read -ra result <"$logs/$scenario.log.result" 2>/dev/null || result=("$scenario" 1 0)
+      [ "${result[1]}" -eq 0 ] || rc=1
+      echo "--- molecule $scenario: ${result[2]} s (rc ${result[1]})"
+      printf '  molecule %-17s %5d s\n' "$scenario" "${result[2]}" >>"$step_logs/scenario-times"
+    done
+  done
+  rm -rf "$logs"
+  echo "--- molecule: $((SECONDS - started)) s wall clock for ${#lanes[@]} lane(s)"
   return "$rc"
 }
 
@@ -111,5 +143,6 @@ done
 echo
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
+[ -f "$step_logs/scenario-times" ] && cat "$step_logs/scenario-times"
 echo "steps: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -85,6 +85,9 @@ case "$cmd" in
     stop_webhook_receiver
     "${TESTHOSTS[@]}" destroy --lab "$lab"
     rm -f "$INVENTORY/hosts.generated.yml"
+    # Facts cached for these hosts (ansible.cfg: jsonfile, 2 h) would describe machines that no
+    # longer exist, and a new sandbox would skip gathering its own.
+    sed -n 's/^ *- name: *//p' "$SPEC" | while read -r host; do rm -f ".cache/facts/$host"; done
     ;;
   status)
     "${TESTHOSTS[@]}" status --lab "$lab"

@@ -92,6 +92,21 @@ adg_link_collection() {
 adg_use_venv() {
   export PATH="$ADG_VENV/bin:$PATH"
   export ANSIBLE_CONFIG="$ADG_ROOT/ansible.cfg"
+  adg_use_mitogen
+}
+
+# The sandbox and the tests run plays with Mitogen's linear strategy (mitogen, pinned in
+# requirements.txt): same results, about half the converge time (docs/performance.md).
+# ADG_MITOGEN=0 keeps ansible-core's own linear strategy; an ANSIBLE_STRATEGY already set wins.
+adg_use_mitogen() {
+  [ "${ADG_MITOGEN:-1}" = 0 ] && return 0
+  [ -n "${ANSIBLE_STRATEGY:-}" ] && return 0
+  local plugins
+  plugins=$("$ADG_VENV/bin/python" -c 'import ansible_mitogen, os; print(os.path.dirname(ansible_mitogen.__file__))' 2>/dev/null) || {
+    adg_log "mitogen is not in the venv: plays run with ansible-core's linear strategy"
+    return 0
+  }
+  export ANSIBLE_STRATEGY_PLUGINS="$plugins/plugins/strategy" ANSIBLE_STRATEGY=mitogen_linear
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -61,7 +61,9 @@ NSPAWN_MACHINE_MAX = 12  # nspawn names the host-side veth "vb-<machine>" (15 ch
 # Sorts before 80-container-host0.network shipped by systemd, which would run DHCP on host0.
 NETWORKD_FILE = "10-adg-host0.network"
 BOOT_TIMEOUT = 180
-STOP_TIMEOUT = 60
+# A destroyed lab keeps nothing, so a clean shutdown is only a courtesy: a host still stopping
+# services after this long is killed (a restored PostgreSQL took over 60 s).
+STOP_TIMEOUT = 15
 SSH_OPTIONS = (
     "-o", "BatchMode=yes",
     "-o", "StrictHostKeyChecking=no",
@@ -1043,7 +1045,11 @@ def _link_or_copy(source: Path, target: Path) -> bool:
     except FileExistsError:
         return False
     except OSError:
-        shutil.copy2(source, target)
+        # across filesystems: copy then rename, so a lab seeding at the same time never links a
+        # half-copied package
+        partial = target.with_name(f".{target.name}.{os.getpid()}")
+        shutil.copy2(source, partial)
+        os.replace(partial, target)
     return True
 
 

@@ -77,6 +77,7 @@ NO_CHECKER = {
     ): "pgbackrest has no offline config check; run.yml's check runs it",
     ("pgbackrest", "Install the metrics writer"): "a program shipped with the role",
     ("redis", "Install the candidate-config checker and the RDB-to-AOF converter"): "programs",
+    ("shared", "Stamp the venv with the wheel set and install list it has"): "a stamp read by creates:",
     (
         "common",
         "Name the timezone in /etc/timezone",

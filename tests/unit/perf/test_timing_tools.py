@@ -1,0 +1,115 @@
+"""The converge-timing tools: the adg_run_timing callback's accounting, converge_timing.py's
+verdict, and the CI lanes covering every molecule scenario exactly once."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[3]
+
+_SPEC = importlib.util.spec_from_file_location("converge_timing", REPO / "tests/tools/converge_timing.py")
+converge_timing = importlib.util.module_from_spec(_SPEC)
+sys.modules["converge_timing"] = converge_timing
+_SPEC.loader.exec_module(converge_timing)
+
+
+def test_callback_records_time_per_role_and_play_and_changes(tmp_path):
+    role = tmp_path / "roles" / "slow_role" / "tasks"
+    role.mkdir(parents=True)
+    (role / "main.yml").write_text(
+        "- name: Spend a second in the role\n  ansible.builtin.command: sleep 1\n  changed_when: false\n"
+    )
+    (tmp_path / "site.yml").write_text(
+        "- name: First play\n  hosts: localhost\n  gather_facts: false\n  roles: [slow_role]\n"
+        "- name: Second play\n  hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - name: One change\n      ansible.builtin.command: 'true'\n      changed_when: true\n"
+    )
+    timing = tmp_path / "timing.jsonl"
+    env = dict(os.environ)
+    env.pop("ANSIBLE_CONFIG", None)
+    env.update(
+        ANSIBLE_CALLBACK_PLUGINS=str(REPO / "tests/tools/callback_plugins"),
+        ANSIBLE_CALLBACKS_ENABLED="adg_run_timing",
+        ADG_RUN_TIMING_FILE=str(timing),
+        ANSIBLE_ROLES_PATH=str(tmp_path / "roles"),
+        ANSIBLE_STRATEGY="linear",
+    )
+    env.pop("ANSIBLE_STRATEGY_PLUGINS", None)
+    done = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+            "site.yml",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (record,) = [json.loads(line) for line in timing.read_text().splitlines()]
+    assert record["playbook"] == "site.yml"
+    assert record["strategy"] == "linear"
+    assert record["changed"] == {"localhost": 1}
+    assert record["roles"]["slow_role"] >= 1.0
+    assert record["roles"]["slow_role"] < record["seconds"]
+    assert [name for name, _ in record["plays"]] == ["First play", "Second play"]
+    assert record["plays"][0][1] >= 1.0
+    assert sum(seconds for _, seconds in record["plays"]) <= record["seconds"] + 0.2
+
+
+def _run(changed: int, rc: int = 0) -> dict:
+    return {
+        "strategy": "linear",
+        "fresh": {
+            "rc": 0,
+            "up_seconds": 300.0,
+            "site_seconds": 280.0,
+            "deploy_seconds": 250.0,
+            "changed": 90,
+        },
+        "idempotent": {
+            "rc": rc,
+            "up_seconds": 60.0,
+            "site_seconds": 50.0,
+            "deploy_seconds": 30.0,
+            "changed": changed,
+        },
+    }
+
+
+def test_verdict_requires_an_unchanged_successful_second_run(capsys):
+    assert converge_timing.report([_run(changed=0)]) == 0
+    out = capsys.readouterr().out
+    assert "0.18" in out  # 50 s / 280 s, site.yml alone
+    assert "ratio 0.12" in out  # 30 s / 250 s without the verification plays
+    assert converge_timing.report([_run(changed=3)]) == 1
+    assert converge_timing.report([_run(changed=0, rc=2)]) == 1
+    assert converge_timing.report([{"strategy": "linear", "fresh": {"rc": 2, "up_seconds": 10.0}}]) == 1
+
+
+def test_verification_plays_are_the_plays_of_verify_yml():
+    names = converge_timing.verification_plays()
+    text = (REPO / "playbooks/verify.yml").read_text()
+    assert names and all(f"- name: {name}" in text for name in names)
+
+
+def test_ci_lanes_run_every_scenario_exactly_once():
+    script = (REPO / "tests/run-all.sh").read_text()
+    (lanes,) = re.findall(r'ADG_MOLECULE_LANES="\$\{ADG_MOLECULE_LANES:-([^}]*)\}"', script)
+    listed = [scenario for lane in lanes.split("|") for scenario in lane.split()]
+    scenarios = sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml"))
+    assert sorted(listed) == scenarios
+    assert len(listed) == len(set(listed))
