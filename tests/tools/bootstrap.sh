@@ -96,7 +96,7 @@ adg_use_venv() {
 }
 
 # The sandbox and the tests run plays with Mitogen's linear strategy (mitogen, pinned in
-# requirements.txt): same results, about half the converge time (docs/performance.md).
+# requirements.txt): same results, faster converges (docs/performance.md).
 # ADG_MITOGEN=0 keeps ansible-core's own linear strategy; an ANSIBLE_STRATEGY already set wins.
 adg_use_mitogen() {
   [ "${ADG_MITOGEN:-1}" = 0 ] && return 0
