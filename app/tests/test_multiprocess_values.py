@@ -7,7 +7,24 @@ import subprocess
 import sys
 import textwrap
 
-SCRIPT = textwrap.dedent(
+# What MultiProcessCollector reads from every process file: (name, sorted labels) -> value.
+COLLECT = textwrap.dedent(
+    """
+    def collect():
+        from prometheus_client import CollectorRegistry
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in registry.collect()
+            for s in family.samples
+        }
+    """
+)
+
+SCRIPT = COLLECT + textwrap.dedent(
     """
     import json, os, sys
     from autodealgenie import metrics  # imported before the fork, like a worker's later forks
@@ -29,13 +46,7 @@ SCRIPT = textwrap.dedent(
     os.waitpid(child, 0)
     for _ in range(7):
         queries("select", "vehicles").inc()
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry)
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in registry.collect()
-        for s in family.samples
-    }
+    samples = collect()
     select = (("operation", "select"), ("table", "vehicles"))
     root = (("handler", "/"), ("method", "GET"))
     print(json.dumps({
@@ -79,7 +90,7 @@ def test_cached_labels_count_exactly_in_one_process():
     assert sample("autodealgenie_cache_hits_total", labels) == before + 4
 
 
-GROWTH_SCRIPT = textwrap.dedent(
+GROWTH_SCRIPT = COLLECT + textwrap.dedent(
     """
     import json, os
     from autodealgenie import metrics
@@ -93,13 +104,7 @@ GROWTH_SCRIPT = textwrap.dedent(
     early.inc(3)  # written through the new map
     metrics.active_users.set(42)  # mostrecent: value and timestamp
     metrics.active_searches.inc()  # livesum
-    registry = CollectorRegistry()
-    MultiProcessCollector(registry)
-    samples = {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in registry.collect()
-        for s in family.samples
-    }
+    samples = collect()
     total = sum(v for (name, _), v in samples.items() if name == "autodealgenie_db_queries_total")
     live_before = samples.get(("autodealgenie_active_searches", ()))
     mark_process_dead(os.getpid())  # what gunicorn's child_exit does for a dead worker

@@ -20,6 +20,7 @@ or the idempotent run changed anything. Needs root (test hosts), like tests/sand
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -40,10 +41,11 @@ TARGET_IDEMPOTENT_UP_S = 30
 TARGET_RATIO = 0.20
 
 
-def verification_plays() -> set[str]:
+@functools.cache
+def verification_plays() -> frozenset[str]:
     """Names of the plays of playbooks/verify.yml (the checks at the end of site.yml)."""
     plays = yaml.safe_load((REPO / "playbooks" / "verify.yml").read_text(encoding="utf-8"))
-    return {play["name"] for play in plays if "name" in play and "hosts" in play}
+    return frozenset(play["name"] for play in plays if "name" in play and "hosts" in play)
 
 
 def without_verification(record: dict) -> float:
