@@ -163,6 +163,7 @@ FIELD_NAMES = st.sampled_from(
         {*DEAL, "email", "username", "password", "full_name", "refresh_token", "deal_id", "target_price"}
         | {"max_rounds", "action", "counter_offer", "message", "make", "model", "mileage_max", "max_results"}
         | {"makes", "budget_range", "year_range", "min", "max", "mileage", "condition", "year", "$where"}
+        | {"price", "down_payment", "term_months", "apr"}
     )
 )
 ANY_JSON = st.recursive(
@@ -278,6 +279,26 @@ SPECS = {
         ("action",),
     ),
     "negotiations.chat": ({"message": st.text(min_size=1, max_size=300).filter(str.strip)}, ("message",)),
+    # exactly one of price and deal_id: a valid body with both (or neither) is a 422, which is fine
+    "loans.estimate": (
+        {
+            "price": PRICE,
+            "deal_id": st.just(Ref("deal")),
+            "down_payment": st.floats(0, 5000, allow_nan=False),
+            "term_months": st.integers(1, 120),
+            "apr": st.floats(0, 50, allow_nan=False),
+        },
+        ("apr",),
+    ),
+    "loans.apply": (
+        {
+            "deal_id": st.just(Ref("deal")),
+            "down_payment": st.floats(0, 20000, allow_nan=False),
+            "term_months": st.integers(1, 120),
+            "apr": st.floats(0, 50, allow_nan=False),
+        },
+        ("deal_id", "apr"),
+    ),
     "users.put_preferences": (
         {
             "makes": st.lists(NAME, max_size=5),
@@ -295,6 +316,14 @@ QUERY_SPECS = {
             "skip": st.integers(0, 100),
             "limit": st.integers(1, 100),
             "status": st.sampled_from(["pending", "in_progress", "completed", "cancelled"]),
+        },
+        (),
+    ),
+    "loans.list_loans": (
+        {
+            "skip": st.integers(0, 100),
+            "limit": st.integers(1, 100),
+            "status": st.sampled_from(["approved", "declined"]),
         },
         (),
     ),
@@ -367,7 +396,9 @@ def near_valid(draw, spec):
 # -- requests ---------------------------------------------------------------------------------------
 
 OTHER_PATH_VALUES = st.one_of(
-    st.sampled_from([Ref("deal"), Ref("session"), Ref("other.deal"), Ref("other.session")]),
+    st.sampled_from(
+        [Ref("deal"), Ref("session"), Ref("loan"), Ref("other.deal"), Ref("other.session"), Ref("other.loan")]
+    ),
     st.integers(0, 10**30).map(str),
     st.sampled_from(
         ["0", "-1", "1.5", "abc", "%00", "%F0%9F%9A%97", "%ED%A0%80", "\u0663", "9" * 400, "1;2"]
@@ -375,9 +406,14 @@ OTHER_PATH_VALUES = st.one_of(
 )
 
 
+def own_ref(name: str) -> Ref:
+    """The user's own id for a path variable (deal_id, session_id, loan_id)."""
+    return Ref(next((kind for kind in ("deal", "loan") if kind in name), "session"))
+
+
 def path_value(name: str):
     """Mostly the user's own id of the right kind (so the request gets past the lookup), else anything."""
-    own = Ref("deal" if "deal" in name else "session")
+    own = own_ref(name)
     return st.integers(0, 9).flatmap(lambda n: st.just(own) if n < 6 else OTHER_PATH_VALUES)
 
 
@@ -478,7 +514,7 @@ class Account:
         response = world.send("POST", "/api/v1/auth/signup", signup)
         assert response.status_code == 201, response.get_data(as_text=True)
         self.login()
-        self.deal = self.session = None
+        self.deal = self.session = self.loan = None
         self.ensure_resources()
 
     def login(self):
@@ -491,7 +527,8 @@ class Account:
         return {"Authorization": f"Bearer {self.access}"}
 
     def ensure_resources(self):
-        """A deal and an active negotiation on it (the fuzz deletes, completes and cancels them)."""
+        """A deal, an active negotiation and a loan application on it (the fuzz deletes, completes
+        and cancels them; deleting the deal deletes the others)."""
         if self.session is not None:
             response = self.world.send("GET", f"/api/v1/negotiations/{self.session}", headers=self.headers)
             if response.status_code == 200 and response.get_json()["status"] == "active":
@@ -506,6 +543,14 @@ class Account:
         )
         assert response.status_code == 201, response.get_data(as_text=True)
         self.session = response.get_json()["id"]
+        response = self.world.send(
+            "POST",
+            "/api/v1/loans",
+            {"deal_id": self.deal, "down_payment": 5000, "apr": 7},
+            headers=self.headers,
+        )
+        assert response.status_code == 201, response.get_data(as_text=True)
+        self.loan = response.get_json()["id"]
 
 
 class LogRecords(logging.Handler):
@@ -722,7 +767,7 @@ def _sweep_cases(method, template, endpoint):
         random=random.Random(0),
     )
     path = re.findall(r"<(?:[^:<>]+:)?([^<>]+)>", template)
-    own = {name: Ref("deal" if "deal" in name else "session") for name in path}
+    own = {name: own_ref(name) for name in path}
     for key, value in base.items():
         for spoiled in _spoiled(value):
             yield Case(method, template, endpoint, "sweep", "user", own, {**base, key: spoiled})

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 from appsupport import env_for
+from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.datastores import free_port
@@ -52,6 +55,13 @@ def rss_bytes(pid: int) -> int:
 
 @pytest.fixture
 def gunicorn(datastores, migrated, tmp_path):
+    with running_gunicorn(datastores, tmp_path) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_gunicorn(datastores, tmp_path, **extra_env):
+    """gunicorn with WORKERS workers on a free port; extra_env overrides the test environment."""
     multiproc = tmp_path / "metrics"
     multiproc.mkdir()
     (multiproc / "counter_999999.db").write_bytes(b"stale file from a previous run")
@@ -67,6 +77,7 @@ def gunicorn(datastores, migrated, tmp_path):
             GUNICORN_BIND=f"127.0.0.1:{port}",
             GUNICORN_ACCESS_LOG=access_log,
             PROMETHEUS_MULTIPROC_DIR=multiproc,
+            **extra_env,
         ),
     }
     process = subprocess.Popen(
@@ -208,6 +219,85 @@ def test_access_log_is_json_with_the_request_id(gunicorn):
     assert record["method"] == "GET" and record["path"] == "/" and record["status"] == 200
 
 
+def _worker_files_with(multiproc: Path, pids: list[int], metric: str, labels: dict) -> dict[int, float]:
+    """pid -> the value of one series in that worker's own counter file (absent: not in the dict)."""
+    found = {}
+    for pid in pids:
+        path = multiproc / f"counter_{pid}.db"
+        if not path.exists():
+            continue
+        for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(str(path)):
+            _name, sample_name, sample_labels, _help = json.loads(key)
+            if sample_name == metric and sample_labels == labels:
+                found[pid] = value
+    return found
+
+
+RFC3339_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+
+
+def test_zero_series_are_in_every_worker_count_exactly_and_stderr_is_json(datastores, migrated, tmp_path):
+    """PostgreSQL unreachable: every signup answers 503. Its 5xx series existed at 0 in each worker's
+    file from the start, is one exported series, and counts every failure exactly; each line on
+    gunicorn's stderr (its error log and the app's log) is a JSON object, the app's carrying the
+    request's X-Request-ID."""
+    signup_5xx = {"handler": "/api/v1/auth/signup", "method": "POST", "status": "5xx"}
+    with running_gunicorn(datastores, tmp_path, POSTGRES_PORT=free_port()) as server:
+        base, master = server["base"], server["process"].pid
+        pids = worker_pids(master)
+        deadline = time.monotonic() + 30  # /health answered: the other workers may still be booting
+        while len(_worker_files_with(server["multiproc"], pids, "http_requests_total", signup_5xx)) < WORKERS:
+            assert time.monotonic() < deadline, "a worker has no zero series"
+            time.sleep(0.2)
+        assert set(
+            _worker_files_with(server["multiproc"], pids, "http_requests_total", signup_5xx).values()
+        ) == {0.0}
+        before = requests.get(f"{base}/metrics", timeout=10).text
+        exported = [
+            s
+            for family in text_string_to_metric_families(before)
+            for s in family.samples
+            if s.name == "http_requests_total" and s.labels == signup_5xx
+        ]
+        assert [s.value for s in exported] == [0.0], "one series at 0, not one per worker"
+
+        count = 40
+
+        def signup(i: int) -> int:
+            body = {"email": f"zero{i}@example.test", "username": f"zero{i}", "password": "longenough1"}
+            headers = {"X-Request-ID": f"zero-series-{i}"}
+            return requests.post(
+                f"{base}/api/v1/auth/signup", json=body, headers=headers, timeout=10
+            ).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(signup, range(count))) == {503}
+        samples = scrape(base)
+        assert value(samples, "http_requests_total", **signup_5xx) == count
+        errors = sum(
+            v
+            for (n, labels), v in samples.items()
+            if n == "http_requests_total" and dict(labels)["status"] == "5xx"
+        )
+        total = sum(v for (n, _labels), v in samples.items() if n == "http_requests_total")
+        assert errors / total == 1.0
+        # the series of routes nobody called are still there, at 0
+        loans_5xx = (("handler", "/api/v1/loans"), ("method", "POST"), ("status", "5xx"))
+        assert samples[("http_requests_total", loans_5xx)] == 0
+        per_worker = _worker_files_with(server["multiproc"], pids, "http_requests_total", signup_5xx)
+        assert sum(per_worker.values()) == count
+    lines = [line for line in server["error_log"].read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line parses
+    assert all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert all(RFC3339_UTC.match(r["time"]) for r in records)
+    loggers = {r["logger"] for r in records}
+    assert "gunicorn.error" in loggers and "autodealgenie.db" in loggers, loggers
+    assert any("Booting worker" in r["message"] for r in records if r["logger"] == "gunicorn.error")
+    failed = [r for r in records if r["logger"] == "autodealgenie.db"]
+    assert {r["request_id"] for r in failed} == {f"zero-series-{i}" for i in range(count)}
+    assert all(r["level"] == "WARNING" and "postgres unavailable" in r["message"] for r in failed)
+
+
 def test_gunicorn_refuses_to_start_without_multiproc_dir(datastores, migrated):
     env = {k: v for k, v in os.environ.items() if k.lower() != "prometheus_multiproc_dir"}
     env.update(
@@ -248,6 +338,8 @@ def test_traffic_generator_passes_against_gunicorn(gunicorn):
         ("/api/v1/cars/search", "POST", "2xx"),
         ("unmatched", "GET", "4xx"),
         ("/api/v1/negotiations/<int:session_id>/next", "POST", "2xx"),
+        ("/api/v1/loans", "POST", "2xx"),
+        ("/api/v1/loans/estimate", "POST", "2xx"),
     ):
         labels = {"handler": handler, "method": method, "status": status}
         assert value(after, "http_requests_total", **labels) > value(before, "http_requests_total", **labels)
@@ -256,6 +348,11 @@ def test_traffic_generator_passes_against_gunicorn(gunicorn):
         == value(before, "autodealgenie_user_signups_total") + 2
     )
     assert value(after, "autodealgenie_cache_hits_total", cache_name="car_search") >= 2
+    for status in ("approved", "declined"):  # one of each per round
+        assert value(after, "autodealgenie_loan_applications_total", status=status) == 2
+    assert value(after, "autodealgenie_loan_processing_duration_seconds_count") == 4
+    for search_type in ("make_model", "filtered", "browse"):
+        assert value(after, "autodealgenie_vehicle_searches_total", search_type=search_type) >= 2
     # a failing expectation is reported with exit code 1
     bad = subprocess.run(
         [

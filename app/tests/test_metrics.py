@@ -10,7 +10,7 @@ from autodealgenie.app import create_app
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
-CATALOGUE = {  # every metric the dashboards and rules read from the app (it has no loans feature)
+CATALOGUE = {  # every metric the dashboards and rules read from the app
     "http_requests_total",
     "http_request_duration_seconds",
     "http_request_size_bytes",
@@ -26,6 +26,8 @@ CATALOGUE = {  # every metric the dashboards and rules read from the app (it has
     "autodealgenie_negotiation_sessions_total",
     "autodealgenie_negotiation_messages_total",
     "autodealgenie_negotiation_duration_seconds",
+    "autodealgenie_loan_applications_total",
+    "autodealgenie_loan_processing_duration_seconds",
     "autodealgenie_db_query_duration_seconds",
     "autodealgenie_db_queries_total",
     "autodealgenie_db_query_errors_total",
@@ -118,10 +120,13 @@ def test_arbitrary_methods_share_one_label(client):
     assert sample("http_requests_total", {**labels, "method": "FOO"}) == 0
 
 
-def test_latency_buckets_reach_past_two_seconds(client):
+def test_latency_buckets_reach_past_two_seconds_and_hold_the_slo_thresholds(client):
     client.get("/")
     buckets = {s.labels["le"] for s in exposition(client)["http_request_duration_seconds_bucket"]}
     assert {"2.5", "5.0", "10.0", "+Inf"} <= buckets
+    # the SLO rules read le="0.5" and le="2.0": exact thresholds, no interpolation
+    assert {"0.5", "2.0"} <= buckets
+    assert 0.5 in metrics.HTTP_LATENCY_BUCKETS and 2.0 in metrics.HTTP_LATENCY_BUCKETS
 
 
 def test_sizes_inprogress_and_db_metrics_move(client, user):

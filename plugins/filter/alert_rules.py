@@ -17,7 +17,8 @@ description:
     structure) and returns a new rule structure with hold times, group intervals and annotation
     URL bases overridden. The input is not modified.
   - Unknown alert names, group names or annotation names in the overrides are errors, so a typo
-    never silently leaves a rule unchanged.
+    never silently leaves a rule unchanged. With O(rule_set), unknown means in none of the files
+    of the set, so the same overrides can be applied to each file of a rule set in turn.
 options:
   _input:
     description: Rule file as YAML text or as a mapping with a C(groups) list.
@@ -36,6 +37,13 @@ options:
         that already ends with the value's leading directories (e.g. C(.../docs/runbooks) for
         C(docs/runbooks/X.md)) is not repeated. Absolute values and empty bases are left alone.
     type: dict
+  rule_set:
+    description:
+      - Every rule file deployed together with this one (YAML texts or parsed), this one included.
+        Override names found in another file of the set are accepted (and left to that file);
+        names found in none of them are errors. Default - this file alone.
+    type: list
+    elements: raw
 """
 
 EXAMPLES = r"""
@@ -49,6 +57,17 @@ EXAMPLES = r"""
          | ansible.builtin.to_nice_yaml(sort_keys=false) }}
     dest: /etc/prometheus/rules/autodealgenie.yml
     mode: "0644"
+
+- name: Render each file of a rule set with overrides that may name alerts of any of its files
+  ansible.builtin.copy:
+    content: >-
+      {{ lookup('ansible.builtin.file', item)
+         | autodealgenie.ops.alert_rules(for_overrides={'ServiceDown': '10s'},
+                           rule_set=query('ansible.builtin.file', *rule_files))
+         | ansible.builtin.to_nice_yaml(sort_keys=false) }}
+    dest: /etc/prometheus/rules/{{ item | basename }}
+    mode: "0644"
+  loop: "{{ rule_files }}"
 """
 
 RETURN = r"""
@@ -124,21 +143,46 @@ def _load(rules):
     return rules
 
 
-def alert_rules(rules, for_overrides=None, interval=None, annotations_base=None):
+def _alerts(groups):
+    return {rule["alert"]: rule for group in groups for rule in group["rules"] if "alert" in rule}
+
+
+def _annotation_names(alerts):
+    return {key for rule in alerts.values() for key in rule.get("annotations", {})}
+
+
+def alert_rules(rules, for_overrides=None, interval=None, annotations_base=None, rule_set=None):
     """Return a copy of ``rules`` with the given overrides applied (see DOCUMENTATION)."""
     result = _load(rules)
     groups = result["groups"]
-    alerts = {rule["alert"]: rule for group in groups for rule in group["rules"] if "alert" in rule}
+    alerts = _alerts(groups)
+    # The names an override may use: those of the whole set the file is deployed with.
+    known_alerts, known_groups, known_annotations = (
+        set(alerts),
+        {g["name"] for g in groups},
+        _annotation_names(alerts),
+    )
+    if rule_set is not None:
+        if isinstance(rule_set, str | bytes | Mapping) or not isinstance(rule_set, Sequence):
+            raise AnsibleFilterError("alert_rules: rule_set must be a list of rule files")
+        for other in rule_set:
+            other_groups = _load(other)["groups"]
+            other_alerts = _alerts(other_groups)
+            known_alerts |= set(other_alerts)
+            known_groups |= {g["name"] for g in other_groups}
+            known_annotations |= _annotation_names(other_alerts)
 
     for_overrides = _mapping(for_overrides, "for_overrides")
-    _unknown(for_overrides, alerts, "alert name(s) in for_overrides")
+    _unknown(for_overrides, known_alerts, "alert name(s) in for_overrides")
     for name, hold in for_overrides.items():
-        alerts[name]["for"] = _duration(hold, f"for_overrides[{name}]")
+        hold = _duration(hold, f"for_overrides[{name}]")
+        if name in alerts:
+            alerts[name]["for"] = hold
 
     if interval is not None and interval != "":
         if isinstance(interval, Mapping):
             by_group = _mapping(interval, "interval")
-            _unknown(by_group, [group["name"] for group in groups], "group name(s) in interval")
+            _unknown(by_group, known_groups, "group name(s) in interval")
         else:
             by_group = {group["name"]: interval for group in groups}
         for group in groups:
@@ -146,8 +190,7 @@ def alert_rules(rules, for_overrides=None, interval=None, annotations_base=None)
                 group["interval"] = _duration(by_group[group["name"]], f"interval of group {group['name']}")
 
     annotations_base = _mapping(annotations_base, "annotations_base")
-    present = {key for rule in alerts.values() for key in rule.get("annotations", {})}
-    _unknown(annotations_base, present, "annotation name(s) in annotations_base")
+    _unknown(annotations_base, known_annotations, "annotation name(s) in annotations_base")
     for rule in alerts.values():
         annotations = rule.get("annotations", {})
         for key, base in annotations_base.items():

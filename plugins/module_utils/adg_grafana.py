@@ -1,10 +1,12 @@
 # Grafana helpers shared by the grafana_* modules: client construction, folder handling,
-# dashboard model normalisation, and dashboard query extraction/interpolation for panel checks.
+# dashboard model normalisation, dashboard query extraction/interpolation for panel checks, and
+# annotation tags, times and lookups.
 """Grafana API helpers (stdlib only)."""
 
 from __future__ import annotations
 
 import copy
+import datetime
 import json
 import re
 
@@ -311,3 +313,114 @@ def resolve_template_variables(model, overrides, label_values, builtins):
             notes.append(f"{name}: no values found")
             variables[name] = {"values": [".*"] if var.get("includeAll") else [""], "all_value": None}
     return variables, notes
+
+
+# -- annotations --------------------------------------------------------------------------------
+# Grafana stores each tag as a key/value pair: "a:b" is key a, value b; "a:b:c" keeps only "a:b"
+# (pkg/services/tag ParseTagPairs), blanks around both parts are trimmed and duplicates dropped.
+ANNOTATION_KEY_TAG = "adg-key"
+_ISO_TIME = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*(Z|[+-]\d{2}:?\d{2})$",
+    re.IGNORECASE,
+)
+# Epoch milliseconds below this (1973) are almost certainly seconds given by mistake.
+_MIN_EPOCH_MS = 10**11
+
+
+def annotation_tag(tag):
+    """A tag as Grafana stores it; refuses what Grafana would silently change or drop."""
+    if not isinstance(tag, str):
+        raise GrafanaError(f"annotation tag {tag!r} is not a string")
+    if tag.count(":") > 1:
+        raise GrafanaError(
+            f"annotation tag {tag!r} has more than one ':'; Grafana would keep only the text before "
+            "the second one"
+        )
+    key, sep, value = tag.partition(":")
+    key, value = key.strip(" "), value.strip(" ")
+    if not key:
+        raise GrafanaError(f"annotation tag {tag!r} has an empty name; Grafana would drop it")
+    return f"{key}:{value}" if sep and value else key
+
+
+def annotation_tags(tags):
+    """Normalised tags, deduplicated, in the given order."""
+    result = []
+    for tag in tags or []:
+        normal = annotation_tag(tag)
+        if normal not in result:
+            result.append(normal)
+    return result
+
+
+def key_tag(key):
+    if not isinstance(key, str) or not key.strip() or key != key.strip() or ":" in key:
+        raise GrafanaError(
+            f"annotation key {key!r} is invalid: use a non-empty string without ':' or surrounding blanks"
+        )
+    return f"{ANNOTATION_KEY_TAG}:{key}"
+
+
+def epoch_ms(value, what, now_ms):
+    """Epoch milliseconds from an int (ms), a string of digits (ms), 'now' or an ISO 8601 time
+    with an offset (e.g. Alertmanager's startsAt). None stays None."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise GrafanaError(f"{what} must be a time, got {value!r}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() == "now":
+            return now_ms
+        if text.isdigit():
+            value = int(text)
+        else:
+            match = _ISO_TIME.match(text)
+            if not match:
+                raise GrafanaError(
+                    f"{what} {value!r} is not a time: give epoch milliseconds, 'now' or an ISO 8601 "
+                    "time with an offset (2026-01-31T12:00:00Z)"
+                )
+            return _iso_to_ms(match)
+    if not isinstance(value, int):
+        raise GrafanaError(f"{what} must be a time, got {value!r}")
+    if value < _MIN_EPOCH_MS:
+        raise GrafanaError(f"{what} {value} looks like seconds or is before 1973: give epoch milliseconds")
+    return value
+
+
+def _iso_to_ms(match):
+    year, month, day, hour, minute = (int(match.group(i)) for i in range(1, 6))
+    second = int(match.group(6) or 0)
+    fraction = (match.group(7) or "0")[:3].ljust(3, "0")  # Go writes up to 9 digits; ms is enough
+    zone = match.group(8).upper()
+    offset = datetime.timedelta(0)
+    if zone != "Z":
+        sign = -1 if zone[0] == "-" else 1
+        digits = zone[1:].replace(":", "")
+        offset = sign * datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+    try:
+        stamp = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.timezone(offset))
+    except ValueError as exc:
+        raise GrafanaError(f"{match.group(0)!r} is not a valid time: {exc}") from None
+    return int(stamp.timestamp()) * 1000 + int(fraction)
+
+
+def iso_from_ms(value):
+    if value is None:
+        return None
+    stamp = datetime.datetime.fromtimestamp(value / 1000, tz=datetime.UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value % 1000:03d}Z"
+
+
+def find_annotations(client, tags, dashboard_uid=None, time_ms=None, limit=100):
+    """User annotations (not alert state changes) carrying every tag of ``tags``, newest first."""
+    params = [("tags", t) for t in tags] + [("type", "annotation"), ("limit", limit)]
+    if dashboard_uid:
+        params.append(("dashboardUID", dashboard_uid))
+    if time_ms is not None:
+        # Grafana's time filter is an overlap (time <= to and timeEnd >= from): the annotations at it.
+        params += [("from", time_ms), ("to", time_ms)]
+    return client.get_json("/api/annotations", params=params) or []

@@ -1,15 +1,26 @@
-"""gunicorn logger writing one JSON object per request (with the X-Request-ID the app returned)."""
+"""gunicorn logger: one JSON object per request in the access log (with the X-Request-ID the app
+returned), and the error log in the app's format (logs.py: JSON unless LOG_FORMAT=text)."""
 
 from __future__ import annotations
 
 import json
 import os
-import time
+from datetime import UTC, datetime
 
 from gunicorn.glogging import Logger
 
+from . import logs
+
 
 class JsonAccessLogger(Logger):
+    def setup(self, cfg):
+        super().setup(cfg)
+        # gunicorn's own handlers (marked _gunicorn; re-created on every reload, which calls setup)
+        log_formatter = logs.formatter(logs.log_format_from_env())
+        for handler in self.error_log.handlers:
+            if getattr(handler, "_gunicorn", False):
+                handler.setFormatter(log_formatter)
+
     def access(self, resp, req, environ, request_time):
         enabled = getattr(self, "access_log_enabled", None)
         if enabled is None:  # gunicorn < 23
@@ -19,7 +30,8 @@ class JsonAccessLogger(Logger):
         headers = {name.lower(): value for name, value in (resp.headers or [])}
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
         record = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            # RFC 3339 UTC, as in the app's own log lines
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
             "request_id": headers.get("x-request-id"),
             "remote_addr": environ.get("REMOTE_ADDR"),
             "method": environ.get("REQUEST_METHOD"),

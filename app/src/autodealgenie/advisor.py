@@ -19,6 +19,10 @@ from .config import Config
 log = logging.getLogger(__name__)
 BUILTIN_MODEL = "builtin-negotiator"
 API_NAME = "llm"
+# Label values of the llm_*/external_api_* series (zero-initialised for the configured model).
+PROMPT_TYPES = ("opening", "counter", "chat")
+ERROR_TYPES = ("timeout", "connection", "http_status", "invalid_response")
+TOKEN_TYPES = ("prompt", "completion")
 
 
 @dataclass

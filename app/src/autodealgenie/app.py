@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import re
 import time
 import uuid
 
 from flask import Flask, Response, g, request
 
-from .api import auth, cars, deals, health, negotiations, users
+from . import logs
+from .api import auth, cars, deals, health, loans, negotiations, users
 from .config import Config
 from .errors import register_error_handlers
 from .instrumentation import init_metrics
@@ -21,9 +21,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env()
-    logging.basicConfig(
-        level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(config.log_level, config.log_format)
     app = Flask(__name__, static_folder=None)
     app.config.update(SECRET_KEY=config.secret_key, MAX_CONTENT_LENGTH=1024 * 1024)
     app.json.sort_keys = False
@@ -33,7 +31,7 @@ def create_app(config: Config | None = None) -> Flask:
 
     register_error_handlers(app)
     _register_request_headers(app)
-    for blueprint in (health.bp, auth.bp, deals.bp, cars.bp, negotiations.bp, users.bp):
+    for blueprint in (health.bp, auth.bp, deals.bp, cars.bp, negotiations.bp, loans.bp, users.bp):
         app.register_blueprint(blueprint)
     init_metrics(app, config)  # after every route: untracked routes are collected from the url map
     return app

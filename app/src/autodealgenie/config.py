@@ -13,6 +13,7 @@ ENVIRONMENTS = ("development", "test", "staging", "production")
 INSECURE_ENVIRONMENTS = ("development", "test")
 DEV_SECRET = "dev-insecure-secret-change-me-0123456789"  # noqa: S105 - refused outside development/test
 ADVISORS = ("builtin", "openai")
+LOG_FORMATS = ("json", "text")  # logs.py
 
 
 class ConfigError(ValueError):
@@ -42,6 +43,7 @@ class Config:
     password_hash_time_cost: int = 2
     password_hash_memory_kib: int = 19456
     log_level: str = "INFO"
+    log_format: str = "json"
     trusted_proxy_count: int = 0
     trusted_proxy_cidrs: tuple[str, ...] = ()
 
@@ -152,6 +154,8 @@ class Config:
                     found.append(
                         f"{name.upper()} must be set to at least 32 characters in {self.environment}"
                     )
+        if self.log_format not in LOG_FORMATS:
+            found.append(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
         if self.negotiation_advisor not in ADVISORS:
             found.append(f"NEGOTIATION_ADVISOR must be one of {', '.join(ADVISORS)}")
         if self.negotiation_advisor == "openai" and not self.llm_api_base_url:

@@ -104,6 +104,25 @@ class Database:
             return run(conn, sql, params, operation=operation, table=table, fetch=fetch)
 
 
+# Every (operation, table) the code queries: db_queries/db_query_errors start at 0 for each
+# (tests/test_metrics.py finds the pairs in the source and checks this list).
+QUERY_LABELS = (
+    ("select", "users"),
+    ("insert", "users"),
+    ("update", "users"),
+    ("select", "deals"),
+    ("insert", "deals"),
+    ("update", "deals"),
+    ("delete", "deals"),
+    ("select", "vehicles"),
+    ("select", "negotiation_sessions"),
+    ("insert", "negotiation_sessions"),
+    ("update", "negotiation_sessions"),
+    ("select", "negotiation_messages"),
+    ("insert", "negotiation_messages"),
+    ("select", "loan_applications"),
+    ("insert", "loan_applications"),
+)
 _queries = metrics.cached_labels(metrics.db_queries)
 _query_errors = metrics.cached_labels(metrics.db_query_errors)
 _query_duration = metrics.cached_labels(metrics.db_query_duration)

@@ -52,6 +52,7 @@ max_requests_jitter = max_requests // 10
 loglevel = _env("GUNICORN_LOG_LEVEL", "info")
 errorlog = "-"
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-").strip() or None
+# JSON access records; the error log (stderr) formatted like the app's own lines (LOG_FORMAT)
 logger_class = "autodealgenie.accesslog.JsonAccessLogger"
 proc_name = "autodealgenie"
 # The app is imported in each worker, after fork: pools and clients are never shared across processes.

@@ -13,6 +13,7 @@ import base64
 import hmac
 import ipaddress
 import time
+import typing
 from functools import wraps
 
 from flask import Flask, Response, jsonify, request
@@ -118,6 +119,56 @@ def init_metrics(app: Flask, config: Config) -> None:
         if getattr(app.view_functions.get(rule.endpoint), "untracked", False)
     }
     _install_http_hooks(app, untracked_rules)
+    _zero_series(app, config, untracked_rules)
+
+
+# Flask answers OPTIONS itself (automatic on every rule): no view runs, nothing to fail.
+_NO_ZERO_SERIES_METHODS = frozenset({"OPTIONS"})
+
+
+def _zero_series(app: Flask, config: Config, untracked_rules: set[str]) -> None:
+    """Create at 0 every labelled series whose label values are known (Prometheus' instrumentation
+    guidance): a ratio or rate over a series that appears only with its first increment misses that
+    increment and is empty (not 0) until then, e.g. the error rate
+    sum(rate(http_requests_total{status=~"5.."}[5m])) / sum(rate(http_requests_total[5m])).
+
+    labels() creates the child at 0; in multiprocess mode each worker writes it into its own file
+    and the scrape sums the workers, so a zero series is still one exported series.
+    """
+    # Imported here: the api modules import this one (untracked), metrics must not import them.
+    from . import advisor, db
+    from .api import cars, deals, negotiations
+
+    for rule in app.url_map.iter_rules():
+        if rule.rule in untracked_rules:
+            continue
+        for method in sorted((rule.methods or set()) & (metrics.KNOWN_METHODS - _NO_ZERO_SERIES_METHODS)):
+            # status is grouped (grouped_status): "5xx" is the series a 500 or 503 increments
+            metrics.http_requests.labels(method, metrics.grouped_status(500), rule.rule)
+    for status in typing.get_args(deals.Status):
+        metrics.deals_created.labels(status)
+    for status in metrics.LOAN_STATUSES:
+        metrics.loan_applications.labels(status)
+    for cache_name in (cars.SEARCH_CACHE, deals.EVAL_CACHE):
+        metrics.cache_hits.labels(cache_name)
+        metrics.cache_misses.labels(cache_name)
+    for operation, table in db.QUERY_LABELS:
+        metrics.db_queries.labels(operation, table)
+        metrics.db_query_errors.labels(operation, table)
+    for search_type in cars.SEARCH_TYPES:
+        metrics.vehicle_searches.labels(search_type)
+    for role in negotiations.MESSAGE_ROLES:
+        metrics.negotiation_messages.labels(role)
+    # The LLM advisor's series, for the configured model (0 while the built-in advisor answers).
+    model = config.llm_model
+    metrics.external_api_requests.labels(advisor.API_NAME, "error")  # status: the HTTP code, or "error"
+    for error_type in advisor.ERROR_TYPES:
+        metrics.external_api_errors.labels(advisor.API_NAME, error_type)
+        metrics.llm_errors.labels(model, error_type)
+    for prompt_type in advisor.PROMPT_TYPES:
+        metrics.llm_requests.labels(model, prompt_type)
+    for token_type in advisor.TOKEN_TYPES:
+        metrics.llm_tokens_used.labels(model, token_type)
 
 
 class _RouteSeries:

@@ -36,8 +36,9 @@ def cached_labels(metric):
     return child
 
 
-# Buckets past 2 s so that "p95 > 2 s" (HighAPILatency) can be observed.
-HTTP_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# 0.5 and 2.0 exactly: the latency SLOs (95 % < 500 ms, 99 % < 2 s) read those buckets, not an
+# interpolation; buckets past 2 s so that "p95 > 2 s" (HighAPILatency) can be observed.
+HTTP_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0)
 # Label value for requests that matched no route: bounded cardinality under 404 probes.
 UNMATCHED_HANDLER = "unmatched"
 # Any other request method is counted as "other": clients choose the method, and labels must stay bounded.
@@ -92,6 +93,13 @@ negotiation_duration = Histogram(
     "autodealgenie_negotiation_duration_seconds",
     "Negotiation session duration from start to end",
     buckets=(10, 30, 60, 120, 300, 600),
+)
+loan_applications = Counter("autodealgenie_loan_applications_total", "Loan applications decided", ["status"])
+LOAN_STATUSES = ("approved", "declined")  # api/loans.py Status; each series exists from the start
+loan_processing_duration = Histogram(
+    "autodealgenie_loan_processing_duration_seconds",
+    "Loan application processing time (validation, schedule, decision, storage)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 db_query_duration = Histogram(
     "autodealgenie_db_query_duration_seconds",

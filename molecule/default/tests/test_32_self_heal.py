@@ -84,6 +84,7 @@ def services(groups, remote) -> tuple[list[Service], list[str]]:
         Service("mongodb_exporter.service", mongo, "mongodb", "up", "always"),
         Service("grafana-server.service", mon, "grafana", "up", "always"),
         Service("prometheus-alertmanager.service", mon, "alertmanager", "up", "always"),
+        Service("prometheus-blackbox-exporter.service", mon, "blackbox-exporter", "up", "always"),
         # last: while it restarts, nothing is scraped
         Service("prometheus.service", mon, "prometheus", "up", "always"),
     ]

@@ -16,16 +16,21 @@
    is rolled back, the second never touched;
 6. a deploy with Redis stopped succeeds: the gate waits for PostgreSQL only (Redis and MongoDB are
    optional for serving), so an outage of either never fails a deploy or triggers a rollback.
+
+Each rolling upgrade is a Grafana annotation (the API double in this lab): a region over the run,
+tagged deploy, release:<id> and version:<v> (and failed when the run stopped).
 """
 
 from __future__ import annotations
 
 import json
+import time
 import urllib.error
 import urllib.request
 
 from adg_molecule import port
 from conftest import report, run_on, run_playbook
+from test_35_maintenance import grafana_annotations
 
 from tests.molecule.rolling_upgrade.hammer import Hammer
 from tests.molecule.rolling_upgrade.variants import app_version, bumped, make_variant
@@ -93,7 +98,9 @@ def test_rolling_upgrade_failures_and_rollbacks(tmp_path, remote, addresses, gro
     # --- 1. good release under load -------------------------------------------------------------
     good = make_variant(tmp_path / "good", bumped(base, 1))
     hammer = Hammer([addresses[h] for h in apps], port("backend_port"), HAMMER_PATHS).start()
+    run_started = int(time.time() * 1000)
     upgrade = run_playbook("playbooks/rolling_upgrade.yml", "-e", f"backend_source_dir={good}", *GATE_ARGS)
+    run_ended = int(time.time() * 1000)
     stats = hammer.stop()
     report(
         f"rolling upgrade {before[first]['version']} -> {bumped(base, 1)} under load: "
@@ -110,6 +117,22 @@ def test_rolling_upgrade_failures_and_rollbacks(tmp_path, remote, addresses, gro
     running = {h: state_of(remote, h) for h in apps}
     # `previous` names the release before the good one: an older release a rollback must never reach
     assert running[first]["previous"] and running[first]["previous"] != running[first]["release"]
+    # the deploy annotation: one region covering the run, naming the release and the hosts
+    release = upgraded[first]
+    tags = ["deploy", f"release:{release['release_id']}", f"version:{release['version']}"]
+    marked = grafana_annotations(addresses, groups, tags=tags)
+    assert len(marked) == 1, marked
+    region = marked[0]
+    assert run_started <= region["time"] < region["timeEnd"] <= run_ended, (run_started, region, run_ended)
+    assert "failed" not in region["tags"] and any(
+        t.startswith("adg-key:rolling-upgrade-") for t in region["tags"]
+    )
+    assert release["release_id"] in region["text"] and all(h in region["text"] for h in apps), region["text"]
+    assert "Grafana annotation not written" not in upgrade.stdout + upgrade.stderr
+    report(
+        f"deploy annotation: region {(region['timeEnd'] - region['time']) / 1000:.1f} s of the "
+        f"{(run_ended - run_started) / 1000:.1f} s run, tags {sorted(region['tags'])}"
+    )
 
     # --- 2. a failure before the switch: nothing changes, nothing restarts -----------------------
     refused = make_variant(tmp_path / "refused", bumped(base, 2))
@@ -151,9 +174,11 @@ def test_rolling_upgrade_failures_and_rollbacks(tmp_path, remote, addresses, gro
     # --- 4. broken build: activated, rolled back to what ran at the play's start ------------------
     broken = make_variant(tmp_path / "broken", bumped(base, 3), broken=True)
     hammer = Hammer([addresses[h] for h in rest], port("backend_port"), HAMMER_PATHS, threads=2).start()
+    failed_started = int(time.time() * 1000)
     failed_run = run_playbook(
         "playbooks/rolling_upgrade.yml", "-e", f"backend_source_dir={broken}", *GATE_ARGS
     )
+    failed_ended = int(time.time() * 1000)
     rest_stats = hammer.stop()
     after = {h: state_of(remote, h) for h in apps}
     report(
@@ -176,6 +201,13 @@ def test_rolling_upgrade_failures_and_rollbacks(tmp_path, remote, addresses, gro
     status, _body = detailed_health(f"http://{addresses[first]}:{port('backend_port')}")
     assert status == 200
     assert not active_silences(alertmanager_url, first), "the rolled-back host is still silenced"
+    # its annotation is closed as failed, within this run (from/to: regions overlapping it)
+    failed_marks = grafana_annotations(
+        addresses, groups, tags=["deploy", "failed"], **{"from": failed_started, "to": failed_ended}
+    )
+    assert len(failed_marks) == 1, failed_marks
+    assert failed_started <= failed_marks[0]["time"] < failed_marks[0]["timeEnd"] <= failed_ended
+    assert f"FAILED on {first}" in failed_marks[0]["text"] and back_to in failed_marks[0]["text"]
 
     # --- 5. the same through app.yml (site.yml's deploy), in batches of one -----------------------
     batched = run_playbook(

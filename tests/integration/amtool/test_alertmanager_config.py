@@ -70,7 +70,9 @@ RECEIVERS = [
     "info-alerts",
     "database-alerts",
     "security-alerts",
+    "null",  # Watchdog's, when no dead-man's switch is configured (FULL has none)
 ]
+DEADMAN = "http://127.0.0.1:9/heartbeat?token=not-a-secret"
 
 
 def _receivers(config: Path) -> dict:
@@ -90,7 +92,7 @@ def full_config(tmp_path_factory) -> Path:
 def test_full_config_passes_amtool(full_config):
     check = _check_config(full_config)
     assert check.returncode == 0, check.stdout + check.stderr
-    assert "3 inhibit rules" in check.stdout and "6 receivers" in check.stdout
+    assert "4 inhibit rules" in check.stdout and "7 receivers" in check.stdout
 
 
 def test_full_config_wires_every_integration(full_config):
@@ -109,6 +111,9 @@ def test_full_config_wires_every_integration(full_config):
     assert receivers["security-alerts"]["email_configs"][0]["to"] == "security-team@autodealgenie.com"
     assert "slack_configs" not in receivers["database-alerts"]
     for name, receiver in receivers.items():
+        if name == "null":
+            assert receiver == {"name": "null"}  # no integration: Watchdog is dropped
+            continue
         assert [w["url"] for w in receiver["webhook_configs"]] == ["http://127.0.0.1:9/hook"], name
     config = yaml.safe_load(full_config.read_text())
     assert config["global"]["smtp_auth_password"] == "not-a-secret"
@@ -127,6 +132,8 @@ def test_webhook_only_config_reaches_every_receiver(tmp_path):
     config = render(tmp_path / "am.yml", {"alertmanager_webhook_urls": ["http://127.0.0.1:9/hook", ""]})
     assert _check_config(config).returncode == 0
     for name, receiver in _receivers(config).items():
+        if name == "null":
+            continue  # Watchdog's, never any integration
         assert set(receiver) == {"name", "webhook_configs"}, name
         assert len(receiver["webhook_configs"]) == 1, name  # the empty URL is ignored
 
@@ -181,6 +188,81 @@ def test_route(full_config, severity, component):
     assert run.stdout.strip() == expected
 
 
+# --- Watchdog and the dead-man's switch -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deadman_config(tmp_path_factory) -> Path:
+    return render(
+        tmp_path_factory.mktemp("am-deadman") / "alertmanager.yml",
+        {
+            **FULL,
+            "alertmanager_deadmans_switch_url": DEADMAN,
+            "alertmanager_deadmans_switch_repeat_interval": "2m",
+        },
+    )
+
+
+def _routes_test(config: Path, expected: str, *labels: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            AMTOOL,
+            "config",
+            "routes",
+            "test",
+            f"--config.file={config}",
+            f"--verify.receivers={expected}",
+            *labels,
+        ],
+        capture_output=True,
+        text=True,
+    )
+
+
+@needs_amtool
+@pytest.mark.parametrize(
+    ("which", "expected"), [("deadman", "deadmans-switch"), ("full", "null")], ids=["switch", "no-switch"]
+)
+def test_watchdog_reaches_only_its_receiver(deadman_config, full_config, which, expected):
+    config = deadman_config if which == "deadman" else full_config
+    assert _check_config(config).returncode == 0
+    # Watchdog's real labels (severity none, component infrastructure): no team receiver too
+    run = _routes_test(config, expected, "alertname=Watchdog", "severity=none", "component=infrastructure")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.strip() == expected
+    # even labelled like a page, it goes nowhere else (first route, continue false)
+    run = _routes_test(config, expected, "alertname=Watchdog", "severity=critical", "component=database")
+    assert run.stdout.strip() == expected, run.stdout + run.stderr
+
+
+@needs_amtool
+def test_other_alerts_never_reach_the_deadmans_switch(deadman_config):
+    for (severity, component), expected in ROUTES.items():
+        labels = ["alertname=RoutingTest"]
+        labels += [] if severity == "none" else [f"severity={severity}"]
+        labels += [] if component == "none" else [f"component={component}"]
+        run = _routes_test(deadman_config, expected, *labels)
+        assert run.returncode == 0 and run.stdout.strip() == expected, (labels, run.stdout, run.stderr)
+
+
+def test_deadmans_switch_receiver_and_route(deadman_config):
+    config = yaml.safe_load(deadman_config.read_text())
+    receivers = _receivers(deadman_config)
+    assert "null" not in receivers
+    # the heartbeat URL only, not the generic webhooks; a heartbeat has no resolution
+    assert receivers["deadmans-switch"] == {
+        "name": "deadmans-switch",
+        "webhook_configs": [{"url": DEADMAN, "send_resolved": False}],
+    }
+    first = config["route"]["routes"][0]
+    assert first["matchers"] == ['alertname="Watchdog"']
+    assert first["receiver"] == "deadmans-switch"
+    assert first["continue"] is False
+    assert (first["group_wait"], first["group_interval"], first["repeat_interval"]) == ("0s", "10s", "2m")
+    # the URL is nowhere else
+    assert deadman_config.read_text().count(DEADMAN) == 1
+
+
 def test_route_table_covers_every_combination():
     severities = ["critical", "warning", "info", "none"]
     components = ["backend", "database", "cache", "infrastructure", "business", "security", "none"]
@@ -206,7 +288,13 @@ def live_alertmanager(tmp_path_factory):
     }
     with WebhookSink() as sink:
         config = render(
-            workdir / "alertmanager.yml", {"alertmanager_webhook_urls": [f"{sink.url}/hook"], **fast}
+            workdir / "alertmanager.yml",
+            {
+                "alertmanager_webhook_urls": [f"{sink.url}/hook"],
+                "alertmanager_deadmans_switch_url": f"{sink.url}/heartbeat",
+                "alertmanager_deadmans_switch_repeat_interval": "1s",
+                **fast,
+            },
         )
         with Alertmanager(workdir, config) as alertmanager:
             yield alertmanager.url, sink
@@ -270,6 +358,16 @@ LIVE_ALERTS = [
         "component": "security",
         "job": "autodealgenie-backend",
     },
+    {"alertname": "HostDown", "severity": "critical", "component": "infrastructure", "instance": "db3"},
+    {
+        "alertname": "ExporterDown",
+        "severity": "warning",
+        "component": "infrastructure",
+        "job": "redis",
+        "instance": "db3",
+    },
+    {"alertname": "APIProbeFailing", "severity": "critical", "component": "backend", "instance": "db3"},
+    {"alertname": "Watchdog", "severity": "none", "component": "infrastructure"},
 ]
 # (alertname, instance) -> the alert that inhibits it, or None if it must stay active
 EXPECTED_INHIBITION = {
@@ -284,6 +382,10 @@ EXPECTED_INHIBITION = {
     ("SlowQueries", "db1"): "DatabaseDown",
     ("DatabaseConnectionPoolHigh", "db2"): None,
     ("HighAuthenticationFailureRate", None): None,
+    ("HostDown", "db3"): None,  # never inhibits itself
+    ("ExporterDown", "db3"): "HostDown",
+    ("APIProbeFailing", "db3"): "HostDown",
+    ("Watchdog", None): None,  # no instance: HostDown never mutes the heartbeat
 }
 
 
@@ -340,3 +442,14 @@ def test_live_inhibition_and_delivery(live_alertmanager):
     assert not {(a, i) for _, a, i in seen} & muted, sorted(seen)
     assert ("critical-alerts", "HighErrorRate", "app2") in seen
     assert ("warning-alerts", "DatabaseConnectionPoolHigh", "db2") in seen
+    assert ("critical-alerts", "HostDown", "db3") in seen
+    # Watchdog reaches the dead-man's switch and nothing else, again and again (repeat_interval 1s,
+    # checked on the route's 10 s group_interval ticks)
+    deadline = time.monotonic() + 30
+    while len(sink.received("deadmans-switch", alertname="Watchdog")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    beats = [n for n in sink.notifications if n["payload"].get("receiver") == "deadmans-switch"]
+    assert len(beats) >= 2, beats
+    assert {n["path"] for n in beats} == {"/heartbeat"}
+    assert {a["labels"]["alertname"] for n in beats for a in n["payload"]["alerts"]} == {"Watchdog"}
+    assert not [r for r, a, _ in seen if a == "Watchdog" and r != "deadmans-switch"], sorted(seen)

@@ -69,7 +69,7 @@ def local_monitoring(tmp_path_factory):
             for job, port in jobs.items()
         ]
         rules = json.loads(json.dumps(_yaml_rules()))
-        prom.write_config(scrape, {"autodealgenie.yml": rules}, [am.address])
+        prom.write_config(scrape, rules, [am.address])
         with prom:
             grafana_args = {"url": grafana.url, "url_username": "admin", "url_password": ADMIN_PASSWORD}
             assert run_in_process(
@@ -102,9 +102,10 @@ def local_monitoring(tmp_path_factory):
 
 
 def _yaml_rules():
+    """Every rule file of the directory, as the role deploys them (verify expects all their groups)."""
     import yaml  # ansible's dependency; only the test reads YAML
 
-    return yaml.safe_load(paths.RULES_FILE.read_text())
+    return {path.name: yaml.safe_load(path.read_text()) for path in sorted(paths.RULES_DIR.glob("*.yml"))}
 
 
 def write_inventory(base, name, group_vars=None, backup=False):
@@ -238,7 +239,9 @@ def test_verify_playbook_passes_and_prints_the_table(local_monitoring):
     assert set(rows) == expected, output
     assert all(result == "PASS" for result, _ in rows.values()), rows
     assert rows[("Prometheus", "targets")][1] == "3/3 up"
-    assert "6 group(s), 21 rule(s)" in rows[("Prometheus", "rules")][1]
+    groups = [group for content in _yaml_rules().values() for group in content["groups"]]
+    rule_count = sum(len(group["rules"]) for group in groups)
+    assert f"{len(groups)} group(s), {rule_count} rule(s)" in rows[("Prometheus", "rules")][1]
     assert rows[("Alertmanager", "delivery to critical-alerts")][1].startswith("confirmed by webhook")
     assert "logged in as admin" in rows[("Grafana", "admin login")][1]
     assert ADMIN_PASSWORD not in output
@@ -392,7 +395,7 @@ def backup_metrics(local_monitoring):
 
     base_scrape = [job(name, port) for name, port in local_monitoring["jobs"].items()]
     node = job("node", server.server_address[1])
-    rules = {"autodealgenie.yml": _yaml_rules()}
+    rules = _yaml_rules()
     am = [local_monitoring["am"].address]
     prom.write_config([*base_scrape, node], rules, am)
     prom.reload()

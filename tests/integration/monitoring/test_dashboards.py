@@ -5,7 +5,11 @@ Real parts: Debian's prometheus, node/postgres/redis exporters and the project's
 (tests/support/exporters.py) against PostgreSQL, Redis and a MongoDB stand-in started on loopback
 by tests/support/datastores.py, scraped by a Prometheus on loopback under the topology's job
 names. The app's metric names come from its registry (autodealgenie.metrics and the gunicorn
-process-tree collector, which is what production exposes)."""
+process-tree collector, which is what production exposes). The app runs with the OpenAI-compatible
+negotiation advisor against a fake completions server on loopback, so the LLM and external-API
+panels have data too, and the Prometheus loads the project's rule files (evaluated every second),
+so the SLO dashboard's recorded series exist. Panel queries are run as Grafana runs them: the
+dashboard's template variables resolved (All) and substituted."""
 
 from __future__ import annotations
 
@@ -16,13 +20,20 @@ import math
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_grafana import (
+    builtin_variables,
+    interpolate,
+    resolve_template_variables,
+)
 
 from tests.support import content, datastores, exporters, monitoring
 from tests.support.appenv import app_env
@@ -58,6 +69,7 @@ def pgbackrest_metrics_sample(repository_path: Path) -> str:
 
 
 BACKEND = "autodealgenie-backend"
+LLM_MODEL = "test-model"
 EXPORTER_JOBS = ("node", "postgres", "redis", "mongodb")
 SCRAPE_INTERVAL = 1  # seconds; rate() windows need two samples
 # Series Prometheus itself attaches to every target.
@@ -71,6 +83,13 @@ SYNTHETIC = {
 # From node_exporter's systemd collector, which start_node_exporter turns off (it needs systemd's
 # bus, which a controller lacks); molecule's crash-loop drill (test_32_self_heal) sees them on hosts.
 NEEDS_SYSTEMD_BUS = {"node_systemd_unit_state"}
+# Jobs of the topology this stack does not run (no binary on a controller): their selectors are
+# checked by promtool's tests and on the molecule lab, not here.
+NOT_RUN_HERE = {
+    "grafana": "Grafana is not installed on a controller (the tests use an API double)",
+    "blackbox-exporter": "the blackbox exporter is not installed on a controller",
+    "blackbox-api": "the blackbox exporter is not installed on a controller",
+}
 # Suffixes of the samples a metric family exposes, by type (multiprocess mode drops *_created).
 SAMPLE_SUFFIXES = {
     "counter": ("_total",),
@@ -124,20 +143,80 @@ def _redis_cli(instance, *args):
     ).stdout.strip()
 
 
-class Prometheus(monitoring.Prometheus):
-    """The support Prometheus scraping ``targets`` ({job: address}), with query helpers."""
+def rule_files_every_second() -> dict[str, dict]:
+    """The project's rule files with every group evaluated each second (recording rules included)."""
+    return {
+        name: {"groups": [dict(group, interval=f"{SCRAPE_INTERVAL}s") for group in rules["groups"]]}
+        for name, rules in content.rule_files().items()
+    }
 
-    def __init__(self, workdir, targets: dict[str, str]):
-        super().__init__(
-            workdir,
+
+def recorded_names() -> set[str]:
+    return {
+        rule["record"]
+        for rules in content.rule_files().values()
+        for group in rules["groups"]
+        for rule in group["rules"]
+        if "record" in rule
+    }
+
+
+class FakeCompletions(BaseHTTPRequestHandler):
+    """An OpenAI-compatible /chat/completions answering every prompt with the same advice."""
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps(
+            {
+                "model": LLM_MODEL,
+                "choices": [{"message": {"role": "assistant", "content": "Counter at $19,900."}}],
+                "usage": {"prompt_tokens": 42, "completion_tokens": 7},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class LLMServer:
+    def __init__(self):
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeCompletions)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Prometheus(monitoring.Prometheus):
+    """The support Prometheus scraping ``targets`` ({job: address}) and itself (job prometheus),
+    sending alerts to ``alertmanager``, with query helpers."""
+
+    def __init__(self, workdir, targets: dict[str, str], alertmanager: str):
+        super().__init__(workdir)
+        targets["prometheus"] = self.address
+        self.write_config(
             scrape_configs=[
                 {"job_name": job, "static_configs": [{"targets": [target]}]}
                 for job, target in targets.items()
             ],
+            rule_files=rule_files_every_second(),
+            alertmanagers=[alertmanager],
             scrape_interval=f"{SCRAPE_INTERVAL}s",
             evaluation_interval=f"{SCRAPE_INTERVAL}s",
         )
         self.start(timeout=60)
+
+    def metric_names(self) -> set[str]:
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as response:  # noqa: S310 (loopback)
+            return exporters.metric_names(response.read().decode())
 
     def _wait(self, probe, what, timeout=60):
         deadline = time.monotonic() + timeout
@@ -160,6 +239,13 @@ class Prometheus(monitoring.Prometheus):
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"{}")
 
+    def label_values(self, label, match):
+        """Values of ``label`` (optionally of the series ``match`` selects), as Grafana's label_values()."""
+        params = urllib.parse.urlencode({"match[]": match} if match else {})
+        url = f"{self.url}/api/v1/label/{label}/values?{params}"
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (loopback)
+            return json.loads(response.read())["data"]
+
     def wait_for_samples(self, expr, count, what):
         def enough():
             status, body = self.query(expr)
@@ -177,7 +263,7 @@ class App:
     migrated and seeded, against the test datastores. ADG_APP_BIN names the directory holding its
     `gunicorn` and `autodealgenie` scripts (default: next to this Python)."""
 
-    def __init__(self, workdir, pg, redis_instance, mongo_url):
+    def __init__(self, workdir, pg, redis_instance, mongo_url, llm_base_url):
         bindir = Path(os.environ.get("ADG_APP_BIN") or Path(sys.executable).parent)
         self.port = datastores.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -194,6 +280,10 @@ class App:
                 GUNICORN_BIND=f"127.0.0.1:{self.port}",
                 GUNICORN_WORKERS=2,
                 GUNICORN_ACCESS_LOG="",
+                NEGOTIATION_ADVISOR="openai",
+                LLM_API_BASE_URL=llm_base_url,
+                LLM_API_KEY="sk-test",
+                LLM_MODEL=LLM_MODEL,
             ),
         }
         for command in (["migrate"], ["seed", "--vehicles", "200"]):
@@ -296,18 +386,29 @@ def stack(tmp_path_factory):
         }
         started.extend(running.values())
         targets = {job: exporter.target for job, exporter in running.items()}
+        llm = LLMServer()
+        started.append(llm)
         try:
-            app = App(workdir, pg, redis_instance, mongo.url)
+            app = App(workdir, pg, redis_instance, mongo.url, llm.base)
             started.append(app)
             targets[BACKEND] = app.target
             app_error = None
         except (OSError, RuntimeError) as exc:
             app, app_error = None, str(exc)
-        prometheus = Prometheus(workdir, targets)
+        # The self-monitoring rules read Alertmanager's and Prometheus' own metrics.
+        alertmanager = monitoring.Alertmanager(
+            workdir / "alertmanager", {"route": {"receiver": "null"}, "receivers": [{"name": "null"}]}
+        ).start()
+        started.append(alertmanager)
+        targets["alertmanager"] = alertmanager.address
+        prometheus = Prometheus(workdir, targets, alertmanager.address)
         started.append(prometheus)
 
         names = {job: exporter.metric_names() for job, exporter in running.items()}
         names[BACKEND] = app_metric_names()
+        names["prometheus"] = prometheus.metric_names()
+        with urllib.request.urlopen(alertmanager.url + "/metrics", timeout=10) as response:  # noqa: S310
+            names["alertmanager"] = exporters.metric_names(response.read().decode())
 
         # Work for the rate() panels, in two rounds between scrapes: a per-database series only
         # appears with the database's first statement, and rate() needs it to move afterwards.
@@ -335,12 +436,16 @@ def test_query_parses_in_prometheus(stack, where, expr):
 
 
 def _allowed_names(names, selector):
-    job = selector.label("job")
-    if job is None:
-        return set().union(*names.values())
-    op, value = job
+    """What the selector's fixed job exposes (the dashboards' $job filter narrows it further),
+    plus the series the rule files record."""
+    fixed = [(op, value) for label, op, value in selector.matchers if label == "job" and "$" not in value]
+    if not fixed:
+        return set().union(*names.values()) | recorded_names()
+    op, value = fixed[0]
     jobs = [value] if op == "=" else value.split("|")
-    return set().union(*(names[j] for j in jobs))
+    if set(jobs) <= set(NOT_RUN_HERE):
+        return None
+    return set().union(*(names[j] for j in jobs if j in names)) | recorded_names()
 
 
 @pytest.mark.parametrize(("where", "expr"), [pytest.param(w, e, id=w) for w, e in content.all_expressions()])
@@ -353,6 +458,8 @@ def test_query_names_only_exposed_metrics(stack, where, expr):
         if selector.name in NEEDS_SYSTEMD_BUS:
             continue
         allowed = _allowed_names(names, selector)
+        if allowed is None:
+            continue  # a job of NOT_RUN_HERE
         assert selector.name in allowed, (
             f"{where}: {selector.name} is not exposed by job {selector.label('job')}"
         )
@@ -390,15 +497,53 @@ def test_exporters_expose_what_the_rules_need(stack):
     assert "mongodb_up" in names["mongodb"]
 
 
+def test_every_app_metric_is_on_a_dashboard():
+    """Each metric family of the app's registry is read by at least one panel."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    metrics = _import_app_module("autodealgenie.metrics")
+    read = {s.name for _, _, _, expr in content.panel_queries() for s in selectors(expr)}
+    missing = []
+    for value in vars(metrics).values():
+        if isinstance(value, MetricWrapperBase):
+            for family in value.describe():
+                if not {family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type]} & read:
+                    missing.append(family.name)
+    assert not missing, f"no panel reads {sorted(missing)}"
+
+
+@pytest.fixture(scope="module")
+def dashboard_variables(stack):
+    """Per dashboard uid, its template variables as Grafana resolves them by default (All)."""
+    builtins = builtin_variables(900, 15, SCRAPE_INTERVAL)
+    resolved = {}
+    for model in content.dashboards().values():
+        variables, notes = resolve_template_variables(model, {}, stack["prometheus"].label_values, builtins)
+        assert not notes, (model["uid"], notes)
+        resolved[model["uid"]] = variables
+    return resolved
+
+
+def test_variables_resolve_to_all(dashboard_variables):
+    for uid, variables in dashboard_variables.items():
+        assert {"job", "instance"} <= set(variables), uid
+        job = variables["job"]
+        assert job["all_value"] == ".+" and BACKEND in job["values"] and "postgres" in job["values"], uid
+        assert variables["instance"]["values"], uid
+
+
 @pytest.mark.parametrize(
-    ("where", "expr"),
-    [pytest.param(f"{u} / {t} / {r}", e, id=f"{u} / {t} / {r}") for u, t, r, e in content.panel_queries()],
+    ("uid", "where", "expr"),
+    [pytest.param(u, f"{u} / {t} / {r}", e, id=f"{u} / {t} / {r}") for u, t, r, e in content.panel_queries()],
 )
-def test_every_panel_query_shows_data(stack, where, expr):
-    """Each panel target returns a number (not nothing, not NaN) on a live stack with traffic."""
+def test_every_panel_query_shows_data(stack, dashboard_variables, uid, where, expr):
+    """Each panel target, its variables substituted, returns a number (not nothing, not NaN) on a
+    live stack with traffic."""
     if any(s.label("job") == ("=", BACKEND) for s in selectors(expr)):
         assert stack["app_error"] is None, stack["app_error"]
-    status, body = stack["prometheus"].query(expr)
+    query = interpolate(expr, dashboard_variables[uid])
+    assert "$" not in query, query
+    status, body = stack["prometheus"].query(query)
     assert status == 200, body
     values = [float(sample["value"][1]) for sample in body["data"]["result"]]
-    assert values and not all(math.isnan(v) for v in values), f"{where}: no data for {expr}: {body['data']}"
+    assert values and not all(math.isnan(v) for v in values), f"{where}: no data for {query}: {body['data']}"

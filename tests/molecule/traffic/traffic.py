@@ -7,8 +7,10 @@ Standard library only, so it runs from any Python >= 3.9 on the controller:
 
 Per base URL and iteration: health probes, signup (new user, duplicate, invalid), logins (bad and
 good), token refresh, /me by header and by cookie, deals CRUD, deal evaluation (cache miss then
-hit), car searches (miss then hit, invalid), a negotiation (start, counter, chat, confirm, a
-refused round), preferences, a few 404s and logout. Needs a migrated database with vehicles from
+hit), car searches of every search type (make/model miss then hit, filtered, browse, invalid), a
+negotiation (start, counter, chat, confirm, a refused round), loans on the negotiated deal
+(estimates by price and by deal, invalid terms, one approved and one declined application, read
+back and listed), preferences, a few 404s and logout. Needs a migrated database with vehicles from
 `autodealgenie seed`. Prints one table row per endpoint and exits 1 if any response had an
 unexpected status (or an unexpected cache flag), 2 on usage errors. Bounded: at most
 --iterations rounds (<= 50) and --max-seconds overall; each round logs in twice per account.
@@ -246,6 +248,7 @@ def scenario(client: Client, password: str, rng: random.Random) -> None:
         200,
         {"car_type": "suv", "sort_by": "value", "max_results": 10},
     )
+    c.call("POST", "/api/v1/cars/search", "/api/v1/cars/search", 200, {"sort_by": "price", "max_results": 5})
     c.call("POST", "/api/v1/cars/search", "/api/v1/cars/search", 422, {"max_results": 0})
 
     _, session, _ = c.call(
@@ -279,6 +282,8 @@ def scenario(client: Client, password: str, rng: random.Random) -> None:
         {"action": "counter", "counter_offer": 100},
     )
 
+    loans(c, deal_id, rng)
+
     preferences = {
         "makes": [make],
         "budget_range": {"min": 10000, "max": 40000},
@@ -304,6 +309,42 @@ def scenario(client: Client, password: str, rng: random.Random) -> None:
     c.call("GET", f"/api/v1/deals/{spare_id}", "/api/v1/deals/<id>", 404)
     c.call("POST", "/api/v1/auth/logout", "/api/v1/auth/logout", 200, {})
     c.token = None
+
+
+def loans(c: Client, deal_id: int, rng: random.Random) -> None:
+    """Estimates and two applications on the (negotiated) deal: one approved, one declined."""
+    estimate = {
+        "price": 15000 + rng.randrange(20000),
+        "down_payment": 3000,
+        "term_months": rng.choice((36, 48, 60, 72)),
+        "apr": rng.randrange(0, 120) / 10,
+    }
+    _, plan, _ = c.call("POST", "/api/v1/loans/estimate", "/api/v1/loans/estimate", 200, estimate)
+    c.check(
+        "POST /api/v1/loans/estimate",
+        bool(plan) and len(plan.get("schedule", [])) == estimate["term_months"],
+        "estimate without one schedule row per month",
+    )
+    terms = {"deal_id": deal_id, "down_payment": 10000, "term_months": 60, "apr": 6.9}
+    c.call("POST", "/api/v1/loans/estimate", "/api/v1/loans/estimate", 200, terms)
+    c.call("POST", "/api/v1/loans/estimate", "/api/v1/loans/estimate", 422, {**estimate, "term_months": 0})
+    # the decision rule (app/README.md): 10 % down, <= 84 months, APR <= 25 %, <= 1.2 x fair value
+    _, approved, _ = c.call("POST", "/api/v1/loans", "/api/v1/loans", 201, terms)
+    _, declined, _ = c.call(
+        "POST",
+        "/api/v1/loans",
+        "/api/v1/loans",
+        201,
+        {"deal_id": deal_id, "down_payment": 0, "term_months": 96, "apr": 29.5},
+    )
+    c.check("POST /api/v1/loans", bool(approved) and approved.get("status") == "approved", "not approved")
+    c.check("POST /api/v1/loans", bool(declined) and declined.get("status") == "declined", "not declined")
+    c.call("POST", "/api/v1/loans", "/api/v1/loans", 422, {"deal_id": deal_id})
+    approved_id = approved["id"] if approved else 0
+    c.call("GET", f"/api/v1/loans/{approved_id}", "/api/v1/loans/<id>", 200)
+    _, listed, _ = c.call("GET", "/api/v1/loans?limit=10", "/api/v1/loans", 200)
+    c.check("GET /api/v1/loans", bool(listed) and listed.get("total") == 2, "own applications not listed")
+    c.call("GET", "/api/v1/loans/999999999", "/api/v1/loans/<id>", 404)
 
 
 def print_summary(stats: dict[str, Stats], elapsed: float) -> int:

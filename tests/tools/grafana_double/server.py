@@ -15,6 +15,11 @@ scenarios can run against "an existing Grafana" where real Grafana cannot be ins
   write-only secureJsonData, provisioned (readOnly) datasources -> 403
 * /api/user, /api/user/password, /api/org, /api/users/lookup, PUT /api/admin/users/:id/password,
   /api/serviceaccounts (+ tokens), /api/auth/keys
+* /api/annotations: POST (text required, time defaults to now, timeEnd to time, an unknown
+  dashboardUID silently gives an organisation annotation), GET with Grafana's filters (tags as
+  key:value pairs, AND or matchAny; from/to as an overlap; type; dashboardUID -> 400 when unknown;
+  newest end first; limit 100), GET/PUT/PATCH/DELETE /api/annotations/:id (404 "Annotation not
+  found"), /api/annotations/tags
 
 Like Grafana, the admin password given at start-up applies only when the admin user is first
 created; with --state-file the stored state (including a changed password) survives restarts.
@@ -97,6 +102,8 @@ class State:
             "dashboards": {},
             "datasources": {},
             "responses": {},
+            "annotations": {},
+            "annotation_seq": 0,
         }
         if path and os.path.exists(path):
             with open(path, encoding="utf-8") as handle:
@@ -143,6 +150,13 @@ class Grafana:
             ("GET", r"/api/dashboards/uid/([^/]+)", self.get_dashboard, "auth"),
             ("DELETE", r"/api/dashboards/uid/([^/]+)", self.delete_dashboard, "Editor"),
             ("GET", r"/api/search/?", self.search, "auth"),
+            ("GET", r"/api/annotations", self.find_annotations, "auth"),
+            ("POST", r"/api/annotations", self.create_annotation, "Editor"),
+            ("GET", r"/api/annotations/tags", self.annotation_tags, "auth"),
+            ("GET", r"/api/annotations/([^/]+)", self.get_annotation, "auth"),
+            ("PUT", r"/api/annotations/([^/]+)", self.put_annotation, "Editor"),
+            ("PATCH", r"/api/annotations/([^/]+)", self.patch_annotation, "Editor"),
+            ("DELETE", r"/api/annotations/([^/]+)", self.delete_annotation, "Editor"),
             ("GET", r"/api/datasources", self.list_datasources, "auth"),
             ("POST", r"/api/datasources", self.create_datasource, "Admin"),
             ("GET", r"/api/datasources/uid/([^/]+)", self.ds_get("uid"), "auth"),
@@ -694,6 +708,216 @@ class Grafana:
                 hits.append(hit)
         hits.sort(key=lambda h: (h["type"] != "dash-folder", str(h["title"]).lower()))
         return 200, hits[(page - 1) * limit : page * limit]
+
+    # -- annotations ----------------------------------------------------------------------------
+    # As pkg/api/annotations.go and pkg/services/annotations/annotationsimpl/xorm_store.go (11.x).
+    @staticmethod
+    def _tag_pairs(tags):
+        """pkg/services/tag ParseTagPairs: "k:v" -> (k, v), text after a second ':' is lost, blanks
+        trimmed, empty keys and duplicates dropped."""
+        pairs = []
+        for tag in tags or []:
+            tag = str(tag)
+            if ":" in tag:
+                parts = tag.split(":")
+                pair = (parts[0].strip(" "), parts[1].strip(" "))
+            else:
+                pair = (tag.strip(" "), "")
+            if pair[0] and pair not in pairs:
+                pairs.append(pair)
+        return pairs
+
+    @staticmethod
+    def _join_pairs(pairs):
+        return [f"{k}:{v}" if v else k for k, v in pairs]
+
+    @staticmethod
+    def _now_ms():
+        return int(datetime.datetime.now(datetime.UTC).timestamp() * 1000)
+
+    @staticmethod
+    def _int(value, default=0):
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return default
+
+    def _q_int(self, query, name):
+        return self._int((query.get(name) or ["0"])[0])
+
+    def _dashboard_by_uid(self, uid):
+        return self.state.data["dashboards"].get(uid)
+
+    def _annotation_view(self, record):
+        dash = next(
+            (d for d in self.state.data["dashboards"].values() if d["id"] == record["dashboardId"]), None
+        )
+        user = self.state.data["users"].get(str(record["userId"])) if record["userId"] else None
+        return {
+            "id": record["id"],
+            "alertId": 0,
+            "alertName": "",
+            "dashboardId": record["dashboardId"],
+            "dashboardUID": dash["model"]["uid"] if dash and record["dashboardId"] else None,
+            "panelId": record["panelId"],
+            "userId": record["userId"],
+            "newState": "",
+            "prevState": "",
+            "created": record["created"],
+            "updated": record["updated"],
+            "time": record["time"],
+            "timeEnd": record["timeEnd"],
+            "text": record["text"],
+            "tags": list(record["tags"] or []),
+            "login": user["login"] if user else "",
+            "email": user["email"] if user else "",
+            "avatarUrl": "",
+            "data": record.get("data") or {},
+        }
+
+    @staticmethod
+    def _valid_range(record):
+        """validateTimeRange: timeEnd defaults to time; a reversed range is swapped, not refused."""
+        if not record["timeEnd"]:
+            if not record["time"]:
+                raise ApiError(400, "Failed to save annotation")
+            record["timeEnd"] = record["time"]
+        if not record["time"]:
+            record["time"] = record["timeEnd"]
+        if record["timeEnd"] < record["time"]:
+            record["time"], record["timeEnd"] = record["timeEnd"], record["time"]
+
+    def _annotation(self, annotation_id):
+        if not re.fullmatch(r"-?\d+", annotation_id):
+            raise ApiError(400, "annotationId is invalid")
+        record = self.state.data["annotations"].get(str(int(annotation_id)))
+        if record is None:
+            raise ApiError(404, "Annotation not found")
+        return record
+
+    def find_annotations(self, query, **_):
+        dashboard_id = self._q_int(query, "dashboardId")
+        dashboard_uid = (query.get("dashboardUID") or [""])[0]
+        if dashboard_uid:
+            dash = self._dashboard_by_uid(dashboard_uid)
+            if dash is None:
+                raise ApiError(400, "Invalid dashboard UID in annotation request")
+            dashboard_id = dash["id"]
+        start, end = self._q_int(query, "from"), self._q_int(query, "to")
+        kind = (query.get("type") or [""])[0]
+        wanted = self._tag_pairs(query.get("tags"))
+        match_any = (query.get("matchAny") or ["false"])[0].lower() == "true"
+        limit = self._q_int(query, "limit") or 100
+        filters = {"panelId": self._q_int(query, "panelId"), "userId": self._q_int(query, "userId")}
+        found = []
+        for record in self.state.data["annotations"].values():
+            if dashboard_id and record["dashboardId"] != dashboard_id:
+                continue
+            if any(value and record[name] != value for name, value in filters.items()):
+                continue
+            if self._q_int(query, "alertId") or kind == "alert":
+                continue  # the double stores no alert state annotations
+            if start > 0 and end > 0 and not (record["time"] <= end and record["timeEnd"] >= start):
+                continue
+            if wanted:
+                # SUM(1) over the annotation's tag rows that match any wanted (key[, value]) pair
+                hits = sum(
+                    1
+                    for key, value in self._tag_pairs(record["tags"])
+                    if any(key == k and (not v or value == v) for k, v in wanted)
+                )
+                if (match_any and hits == 0) or (not match_any and hits != len(wanted)):
+                    continue
+            found.append(record)
+        found.sort(key=lambda r: (r["timeEnd"], r["time"]), reverse=True)
+        return 200, [self._annotation_view(r) for r in found[:limit]]
+
+    def create_annotation(self, body, identity, **_):
+        dashboard_id = self._int(body.get("dashboardId"))
+        uid = body.get("dashboardUID") or ""
+        if uid:
+            dash = self._dashboard_by_uid(uid)
+            if dash is not None:  # Grafana ignores an unknown uid (an organisation annotation results)
+                dashboard_id = dash["id"]
+        if dashboard_id and not any(d["id"] == dashboard_id for d in self.state.data["dashboards"].values()):
+            raise ApiError(403, "Access denied to this dashboard")
+        if not body.get("text"):
+            raise ApiError(400, "Failed to save annotation")
+        now = self._now_ms()
+        self.state.data["annotation_seq"] += 1
+        record = {
+            "id": self.state.data["annotation_seq"],
+            "dashboardId": dashboard_id,
+            "panelId": self._int(body.get("panelId")),
+            "userId": identity["user"]["id"] if identity and identity.get("user") else 0,
+            "text": str(body["text"]),
+            "tags": self._join_pairs(self._tag_pairs(body.get("tags"))),
+            "time": self._int(body.get("time")) or now,
+            "timeEnd": self._int(body.get("timeEnd")),
+            "created": now,
+            "updated": now,
+            "data": body.get("data") or {},
+        }
+        self._valid_range(record)
+        self.state.data["annotations"][str(record["id"])] = record
+        return 200, {"message": "Annotation added", "id": record["id"]}
+
+    def get_annotation(self, annotation_id, **_):
+        return 200, self._annotation_view(self._annotation(annotation_id))
+
+    def _update_annotation(self, record, text, tags, start, end):
+        """xormRepositoryImpl.Update: text always replaced, times only when non-zero, tags when given
+        (stored as sent; the tag index holds their pairs), then the range validated (swapped)."""
+        updated = dict(record, text=text, updated=self._now_ms())
+        if start:
+            updated["time"] = start
+        if end:
+            updated["timeEnd"] = end
+        updated["tags"] = list(tags) if tags is not None else None
+        self._valid_range(updated)
+        record.update(updated)
+
+    def put_annotation(self, annotation_id, body, **_):
+        record = self._annotation(annotation_id)
+        self._update_annotation(
+            record,
+            str(body.get("text") or ""),
+            body.get("tags"),
+            self._int(body.get("time")),
+            self._int(body.get("timeEnd")),
+        )
+        return 200, {"message": "Annotation updated"}
+
+    def patch_annotation(self, annotation_id, body, **_):
+        record = self._annotation(annotation_id)
+        tags = body.get("tags") if body.get("tags") is not None else record["tags"]
+        text = body.get("text") or record["text"]
+        start = self._int(body.get("time"))
+        end = self._int(body.get("timeEnd"))
+        self._update_annotation(
+            record,
+            str(text),
+            tags,
+            start if start > 0 else record["time"],
+            end if end > 0 else record["timeEnd"],
+        )
+        return 200, {"message": "Annotation patched"}
+
+    def delete_annotation(self, annotation_id, **_):
+        record = self._annotation(annotation_id)
+        del self.state.data["annotations"][str(record["id"])]
+        return 200, {"message": "Annotation deleted"}
+
+    def annotation_tags(self, query, **_):
+        text = (query.get("tag") or [""])[0]
+        limit = self._q_int(query, "limit") or 100
+        counts = {}
+        for record in self.state.data["annotations"].values():
+            for key, value in self._tag_pairs(record["tags"]):
+                if text in key or text in value:
+                    counts[(key, value)] = counts.get((key, value), 0) + 1
+        tags = [{"tag": f"{k}:{v}" if v else k, "count": n} for (k, v), n in sorted(counts.items())[:limit]]
+        return 200, {"result": {"tags": tags}}
 
     # -- datasources ----------------------------------------------------------------------------
     DS_FIELDS = (

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.support import content
-from tests.support.paths import PROMTOOL_TESTS, RUNBOOKS
+from tests.support.paths import PROMTOOL_TESTS, REPO, RUNBOOKS
 from tests.support.promql import selectors
 
 # The product's alert set: severity and component of each alert.
@@ -36,11 +36,49 @@ EXPECTED_ALERTS = {
     "BackupRepositoryDiskLow": ("warning", "database"),
     "LowUserSignupRate": ("info", "business"),
     "HighAuthenticationFailureRate": ("info", "security"),
+    # the monitoring watching itself (self-monitoring.yml); Watchdog always fires, severity none
+    "Watchdog": ("none", "infrastructure"),
+    "HostDown": ("critical", "infrastructure"),
+    "APIProbeFailing": ("critical", "backend"),
+    "GrafanaDown": ("warning", "infrastructure"),
+    "PrometheusRuleEvaluationFailures": ("critical", "infrastructure"),
+    "AlertmanagerNotificationsFailing": ("critical", "infrastructure"),
+    "PrometheusNotConnectedToAlertmanager": ("critical", "infrastructure"),
+    "PrometheusConfigReloadFailed": ("warning", "infrastructure"),
+    "AlertmanagerConfigReloadFailed": ("warning", "infrastructure"),
+    "PrometheusTSDBCompactionsFailing": ("warning", "infrastructure"),
+    "PrometheusTSDBWALCorruptions": ("warning", "infrastructure"),
+    "PrometheusScrapeSlow": ("warning", "infrastructure"),
+    # SLO burn rates (slo.yml): page on a fast burn, ticket on a slow one
+    "SLOErrorBudgetBurnFast": ("critical", "backend"),
+    "SLOErrorBudgetBurnSlow": ("warning", "backend"),
 }
+# Alerts meant to fire always: a promtool case where they stay quiet would contradict their purpose.
+ALWAYS_FIRING = {"Watchdog"}
 DASHBOARD_UIDS = {
     "system-overview": "autodealgenie-system-overview",
     "business-metrics": "autodealgenie-business-metrics",
     "database-performance": "autodealgenie-database-performance",
+    "slo": "autodealgenie-slo",
+}
+# The template variables every dashboard offers, and the matcher each panel query applies them with.
+VARIABLE_MATCHERS = {"job": ("=~", "$job"), "instance": ("=~", "$instance")}
+# Series a variable cannot filter, because they lack its label: metric -> {variable: why}.
+VARIABLE_EXEMPT = {
+    "slo:objective:ratio": {
+        "job": "the objectives are the SLOs' constants (labelled by slo only), the same for every job",
+        "instance": "the objectives are the SLOs' constants (labelled by slo only)",
+    },
+    **{
+        f"slo:{kind}": {
+            "instance": "the SLO recording rules aggregate per job: an SLO is the service's, not a host's"
+        }
+        for kind in (
+            *(f"sli_error:ratio_rate{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d")),
+            *(f"burn_rate:ratio_rate{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")),
+            "error_budget_remaining:ratio",
+        )
+    },
 }
 JOB_MATCHER_VALUE = re.compile(r"^[a-zA-Z0-9_-]+(\|[a-zA-Z0-9_-]+)*$")
 
@@ -57,12 +95,16 @@ def _job_names_in(op: str, value: str, where: str) -> set[str]:
 def test_job_names_exist_in_topology(where, expr):
     jobs = content.scrape_job_names()
     for selector in selectors(expr):
-        job = selector.label("job")
-        if job:
+        for job in _fixed_job_matchers(selector):
             used = _job_names_in(*job, where)
             assert used <= jobs, (
                 f"{where}: job(s) {sorted(used - jobs)} not in adg_scrape_jobs {sorted(jobs)}"
             )
+
+
+def _fixed_job_matchers(selector):
+    """(op, value) of the selector's job matchers, without the dashboards' $job filter."""
+    return [(op, value) for label, op, value in selector.matchers if label == "job" and "$" not in value]
 
 
 def test_alertmanager_job_names_exist_in_topology():
@@ -79,7 +121,9 @@ def test_every_selector_is_scoped_to_a_job(where, expr):
     for selector in selectors(expr):
         if selector.name == "up" and where.startswith("dashboard"):
             continue  # the scrape-targets panel shows every job on purpose
-        assert selector.label("job"), f"{where}: {selector.name} has no job matcher"
+        if "job" in VARIABLE_EXEMPT.get(selector.name, {}):
+            continue  # no job label at all
+        assert _fixed_job_matchers(selector), f"{where}: {selector.name} has no job matcher"
 
 
 def test_database_names_match_topology():
@@ -129,7 +173,7 @@ def _promtool_cases():
 def test_every_alert_has_firing_and_quiet_promtool_cases(name):
     firing, quiet = _promtool_cases()
     assert name in firing, f"no promtool case where {name} fires"
-    assert name in quiet, f"no promtool case where {name} must not fire"
+    assert (name in quiet) != (name in ALWAYS_FIRING), f"no promtool case where {name} must not fire"
     for where, test, case in firing[name]:
         for alert in case["exp_alerts"]:
             assert "exp_annotations" in alert, f"{where} / {test}: annotations not asserted"
@@ -287,3 +331,207 @@ def test_backup_age_panel_turns_red_at_the_alert_threshold():
 def test_description_quotes_the_threshold(alert, quoted):
     description = content.alert_rules()[alert]["annotations"]["description"]
     assert quoted.format(_threshold(alert)) in description
+
+
+# -- template variables and descriptions --------------------------------------------------------
+@pytest.mark.parametrize("stem", sorted(DASHBOARD_UIDS))
+def test_dashboard_offers_job_and_instance_variables(stem):
+    """Multi-value with All (= any value, so All also shows series of targets found later), read
+    from the targets Prometheus scrapes; the instances follow the chosen jobs."""
+    variables = {v["name"]: v for v in content.dashboards()[stem]["templating"]["list"]}
+    assert set(variables) == set(VARIABLE_MATCHERS), stem
+    queries = {"job": "label_values(up, job)", "instance": 'label_values(up{job=~"$job"}, instance)'}
+    for name, var in variables.items():
+        assert var["type"] == "query" and var["datasource"] == {"type": "prometheus", "uid": "prometheus"}
+        assert var["query"]["query"] == var["definition"] == queries[name], (stem, name)
+        assert var["multi"] and var["includeAll"] and var["allValue"] == ".+", (stem, name)
+        assert var["current"]["value"] == ["$__all"], (stem, name)
+        assert var["description"], (stem, name)
+
+
+@pytest.mark.parametrize(
+    ("where", "expr"),
+    [pytest.param(f"{u} / {t} / {r}", e, id=f"{u} / {t} / {r}") for u, t, r, e in content.panel_queries()],
+)
+def test_every_panel_query_applies_job_and_instance(where, expr):
+    """Each selector filters by both variables, unless its series lack the label (VARIABLE_EXEMPT)."""
+    found = selectors(expr)
+    assert found, f"{where}: no selector"
+    for selector in found:
+        for variable, matcher in VARIABLE_MATCHERS.items():
+            if variable in VARIABLE_EXEMPT.get(selector.name, {}):
+                assert (variable, *matcher) not in selector.matchers, f"{where}: {selector.name} lacks it"
+                continue
+            assert (variable, *matcher) in selector.matchers, (
+                f'{where}: {selector.name} lacks {variable}{matcher[0]}"{matcher[1]}"'
+            )
+
+
+def test_variable_exemptions_are_used_and_explained():
+    read = {s.name for _, _, _, expr in content.panel_queries() for s in selectors(expr)}
+    for reasons in VARIABLE_EXEMPT.values():
+        assert set(reasons) <= set(VARIABLE_MATCHERS) and all(len(why) > 20 for why in reasons.values())
+    assert {"slo:objective:ratio", "slo:error_budget_remaining:ratio"} <= read & set(VARIABLE_EXEMPT)
+
+
+def test_every_panel_has_a_description():
+    for uid, panel in content.panels():
+        assert panel.get("description", "").strip(), f"{uid} / {panel['title']} has no description"
+
+
+# -- thresholds defined once: a panel that mirrors an alert is checked against the rule -----------
+ALERT_LINK = re.compile(r"^Alert: ([A-Za-z0-9]+)$")
+_COMPARISON = re.compile(r"(?<![=!])([<>]=?)\s*(-?[0-9][0-9.]*(?:e[+-]?[0-9]+)?)(?![0-9a-zA-Z_.])")
+
+
+def _comparisons(alert: str):
+    """(metrics of the clause, operator, number) for each `> N` / `< N` of the alert's expression;
+    `and`/`or`/`unless` separate clauses (a guard such as `and max > 0` is its own clause)."""
+    found = []
+    for clause in re.split(r"\b(?:and|or|unless)\b", content.alert_rules()[alert]["expr"]):
+        names = {s.name for s in selectors(re.sub(r"\bon\s*\([^)]*\)", "", clause)) if s.name}
+        for op, number in _COMPARISON.findall(clause):
+            found.append((names, op, float(number)))
+    return found
+
+
+def _mirrors():
+    """(uid, panel, alert) for every panel link titled "Alert: <name>"."""
+    for uid, panel in content.panels():
+        for link in panel.get("links", []):
+            match = ALERT_LINK.match(link.get("title", ""))
+            if match:
+                yield uid, panel, match.group(1)
+
+
+def test_some_panels_mirror_alerts():
+    assert {alert for _, _, alert in _mirrors()} >= {"HighErrorRate", "HighAPILatency", "BackupTooOld"}
+
+
+@pytest.mark.parametrize(
+    ("uid", "title", "alert"), [(u, p["title"], a) for u, p, a in _mirrors()], ids=lambda v: str(v)
+)
+def test_mirrored_threshold_equals_the_rule(uid, title, alert):
+    """The panel's last threshold step is a number the rule compares the same series with: red
+    from it on for `>`, green from it on for `<`; the link opens the alert in Grafana's list."""
+    panel = next(p for u, p in content.panels() if u == uid and p["title"] == title)
+    assert alert in content.alert_rules(), f"{uid} / {title}: no alert {alert}"
+    link = next(link for link in panel["links"] if link["title"] == f"Alert: {alert}")
+    assert link["url"] == f"/alerting/list?search={alert}"
+    read = {s.name for t in panel["targets"] for s in selectors(t["expr"]) if s.name}
+    candidates = [(op, n) for names, op, n in _comparisons(alert) if names and names <= read]
+    assert candidates, (
+        f"{uid} / {title}: {alert} compares none of the series the panel reads ({sorted(read)})"
+    )
+    last = panel["fieldConfig"]["defaults"]["thresholds"]["steps"][-1]
+    colour = {">": "red", ">=": "red", "<": "green", "<=": "green"}
+    assert (last["value"], last["color"]) in {(n, colour[op]) for op, n in candidates}, (
+        f"{uid} / {title}: last step {last} is not the threshold of {alert} {candidates}"
+    )
+
+
+def test_panels_naming_an_alert_with_a_threshold_link_it():
+    """A panel with threshold steps whose description names a threshold alert must declare it, so
+    the test above checks its steps (otherwise a typed-again number could drift)."""
+    thresholds = {name for name in content.alert_rules() if _comparisons(name)}
+    linked = {(u, p["title"], a) for u, p, a in _mirrors()}
+    for uid, panel in content.panels():
+        if len(panel["fieldConfig"]["defaults"]["thresholds"]["steps"]) < 2:
+            continue
+        for alert in thresholds:
+            if re.search(rf"\b{alert}\b", panel.get("description", "")):
+                assert (uid, panel["title"], alert) in linked, (
+                    f"{uid} / {panel['title']} names {alert} without a link"
+                )
+
+
+# -- the SLO dashboard reads the objectives, never types them ---------------------------------------
+def _recorded() -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for rules in content.rule_files().values():
+        for group in rules["groups"]:
+            for rule in group["rules"]:
+                if "record" in rule:
+                    found.setdefault(rule["record"], []).append(str(rule["expr"]))
+    return found
+
+
+def test_slo_dashboard_reads_recorded_series_only():
+    recorded = _recorded()
+    uid = DASHBOARD_UIDS["slo"]
+    read = {s.name for u, _, _, e in content.panel_queries() if u == uid for s in selectors(e)}
+    assert "slo:objective:ratio" in read
+    assert read <= set(recorded), f"not recorded by any rule: {sorted(read - set(recorded))}"
+
+
+def test_slo_objectives_are_not_typed_into_the_dashboard():
+    objectives = {
+        float(n)
+        for expr in _recorded().get("slo:objective:ratio", [])
+        for n in re.findall(r"\b0\.[0-9]+\b", expr)
+    }
+    assert objectives, "slo:objective:ratio records no objective"
+    model = content.dashboards()["slo"]
+    numbers = set()
+    for panel in model["panels"]:
+        numbers |= {s["value"] for s in panel["fieldConfig"]["defaults"]["thresholds"]["steps"]}
+        for target in panel["targets"]:
+            numbers |= {float(n) for n in re.findall(r"(?<![\w.])[0-9]*\.?[0-9]+(?![\w.])", target["expr"])}
+    percentages = {round(o * 100, 6) for o in objectives}
+    assert not numbers & (objectives | percentages), sorted(numbers & (objectives | percentages))
+
+
+# -- the panel data check's allowances (playbooks/verify.yml) ---------------------------------------
+ADVISOR_METRICS = re.compile(r"^autodealgenie_(llm|external_api)_")
+
+
+def _verify_vars() -> dict:
+    plays = yaml.safe_load((REPO / "playbooks/verify.yml").read_text())
+    return next(play["vars"] for play in plays if "verify_advisor_panels_default" in play.get("vars", {}))
+
+
+def _panel_keys() -> set[str]:
+    return {f"{uid}:{panel['title']}" for uid, panel in content.panels()}
+
+
+def test_verify_group_and_advisor_panels_exist():
+    variables = _verify_vars()
+    named = [*variables["verify_advisor_panels_default"]]
+    for panels in variables["verify_group_panels_default"].values():
+        named += panels
+    assert set(named) <= _panel_keys(), sorted(set(named) - _panel_keys())
+
+
+def test_verify_skips_exactly_the_advisor_fed_panels():
+    """The panels allowed to be empty under the built-in advisor are those reading only LLM or
+    external-API series, no more (a blanket ignore would hide a broken panel) and no less."""
+    fed = set()
+    for uid, panel in content.panels():
+        names = {s.name for t in panel["targets"] for s in selectors(t["expr"]) if s.name}
+        if names and all(ADVISOR_METRICS.match(name) for name in names):
+            fed.add(f"{uid}:{panel['title']}")
+    assert fed, "no LLM/external API panel found"
+    assert set(_verify_vars()["verify_advisor_panels_default"]) == fed
+
+
+# -- deploys and maintenance windows show on every dashboard -----------------------------------------
+ANNOTATION_TAGS = {"deploy": "playbooks/rolling_upgrade.yml", "maintenance": "playbooks/maintenance.yml"}
+
+
+@pytest.mark.parametrize("stem", sorted(DASHBOARD_UIDS))
+def test_dashboard_shows_deploy_and_maintenance_annotations(stem):
+    """The organisation annotations those playbooks post (first tag) appear on every dashboard."""
+    queries = [
+        a
+        for a in content.dashboards()[stem]["annotations"]["list"]
+        if a.get("target", {}).get("type") == "tags"
+    ]
+    shown = {tag for query in queries if query["enable"] for tag in query["target"]["tags"]}
+    assert shown == set(ANNOTATION_TAGS), stem
+    for query in queries:
+        assert query["datasource"] == {"type": "datasource", "uid": "grafana"}
+        assert len(query["target"]["tags"]) == 1 and not query["target"]["matchAny"]
+    for tag, playbook in ANNOTATION_TAGS.items():
+        assert f"['{tag}']" in (REPO / playbook).read_text(), (
+            f"{playbook} no longer tags its annotations {tag}"
+        )

@@ -46,6 +46,8 @@ BASE_VARS = {
     "mongodb_port": 27017,
     "mongodb_exporter_port": 9216,
     "prometheus_port": 9090,
+    "blackbox_exporter_port": 9115,
+    "journal_remote_port": 19532,
     "alertmanager_port": 9093,
     "grafana_port": 3000,
     "postgresql_version": "",
@@ -101,6 +103,8 @@ LISTEN = [
     "prometheus_listen_address",
     "alertmanager_listen_address",
     "grafana_listen_address",
+    "blackbox_exporter_listen_address",
+    "journal_remote_listen_address",
 ]
 LISTEN_LISTS = ["postgresql_listen_addresses", "redis_listen_addresses", "mongodb_listen_addresses"]
 LAYOUT = {

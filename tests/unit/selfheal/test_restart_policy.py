@@ -300,7 +300,9 @@ def test_every_started_service_heals_itself(role):
     assert not wrong, f"roles/{role}: {wrong}, expected {expected} for this kind of service"
 
 
-@pytest.mark.parametrize("role", ["postgresql", "redis", "mongodb", "grafana", "prometheus", "alertmanager"])
+@pytest.mark.parametrize(
+    "role", ["postgresql", "redis", "mongodb", "grafana", "prometheus", "alertmanager", "blackbox_exporter"]
+)
 def test_packaged_units_get_the_drop_in(role):
     """Roles that start the package's unit (or the vendor's) apply the policy to it by name."""
     _, policies = role_units(ROLES / role)

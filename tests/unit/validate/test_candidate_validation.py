@@ -31,6 +31,7 @@ LIBEXEC = "/usr/local/libexec/autodealgenie/"
 # roles/backend belongs to the deploy area (its own candidate checks); every other role is covered.
 COVERED = [
     "alertmanager",
+    "blackbox_exporter",
     "common",
     "grafana",
     "mongodb",
@@ -169,6 +170,11 @@ def test_units_and_dropins_go_through_verify_unit_under_their_own_name(role, fil
         ("prometheus", "/etc/default/prometheus", "/usr/bin/prometheus"),
         ("alertmanager", "/etc/default/prometheus-alertmanager", "/usr/bin/prometheus-alertmanager"),
         ("node_exporter", "/etc/default/prometheus-node-exporter", "/usr/bin/prometheus-node-exporter"),
+        (
+            "blackbox_exporter",
+            "/etc/default/prometheus-blackbox-exporter",
+            "/usr/bin/prometheus-blackbox-exporter",
+        ),
     ],
 )
 def test_flag_files_are_checked_against_the_binarys_help(role, dest, binary):

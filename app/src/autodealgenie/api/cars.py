@@ -20,7 +20,8 @@ from . import jsonable, login_required
 
 bp = Blueprint("cars", __name__, url_prefix="/api/v1/cars")
 SEARCH_CACHE = "car_search"
-_searches = metrics.cached_labels(metrics.vehicle_searches)  # search_type: three fixed values
+_searches = metrics.cached_labels(metrics.vehicle_searches)
+SEARCH_TYPES = ("make_model", "filtered", "browse")  # SearchIn.search_type (zero-initialised series)
 Name = line(min_length=1, max_length=60)
 Money = finite(ge=0, lt=10_000_000)
 Year = Annotated[int, Field(ge=1900, le=2100)]

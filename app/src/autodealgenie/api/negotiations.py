@@ -27,6 +27,8 @@ SESSION_COLUMNS = (
 # never below this share of fair value.
 DEALER_CONCESSION = 0.35
 DEALER_FLOOR = 0.93
+# negotiation_messages.role (the table's CHECK): the zero-initialised negotiation_messages series
+MESSAGE_ROLES = ("user", "agent", "dealer_sim")
 
 
 Offer = finite(gt=0, lt=10_000_000)  # numeric(12, 2)
