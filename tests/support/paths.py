@@ -41,10 +41,14 @@ CONTENT_VARIABLES = (RULES_VARIABLE, DASHBOARDS_VARIABLE, RUNBOOKS_VARIABLE)
 # The project's own rule file (its alerts are what the promtool and unit tests cover).
 RULES_FILE_NAME = "autodealgenie.yml"
 
-# Read on the controller: the task is delegated to localhost, so the host's connection is never used.
+# Read on the controller: the task is delegated to localhost, so the host's connection is never used,
+# and without become: an inventory's ansible_become would ask the controller for sudo (a variable,
+# so only a variable of higher precedence, not the become keyword, turns it off).
 _PLAYBOOK = """\
 - hosts: "{{ adg_paths_host }}"
   gather_facts: false
+  vars:
+    ansible_become: false
   tasks:
     - ansible.builtin.copy:
         content: >-

@@ -535,3 +535,12 @@ def test_dashboard_shows_deploy_and_maintenance_annotations(stem):
         assert f"['{tag}']" in (REPO / playbook).read_text(), (
             f"{playbook} no longer tags its annotations {tag}"
         )
+
+
+def test_fresh_stack_ignores_name_existing_panels():
+    """Each "<uid>:<title>" the fresh-stack verify may skip names a real panel (a renamed panel
+    would otherwise be checked strictly on a stack that has served no traffic, or be ignored forever)."""
+    fresh = yaml.safe_load((REPO / "inventories/sandbox/group_vars/all/fresh_stack.yml").read_text())
+    existing = {f"{uid}:{panel['title']}" for uid, panel in content.panels()}
+    unknown = sorted(set(fresh["verify_panel_ignore"]) - existing)
+    assert not unknown, f"fresh_stack.yml names panels no dashboard has: {unknown}"
