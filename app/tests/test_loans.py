@@ -8,7 +8,8 @@ import psycopg2
 import pytest
 from appsupport import DEAL, register, sample
 from autodealgenie import financing, pricing
-from hypothesis import given, settings
+from autodealgenie.admin import ensure_admin
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 # DEAL's vehicle (a 2021 Camry, 42,000 miles) as the pricing model values it
@@ -56,7 +57,16 @@ def test_a_one_month_loan_is_principal_plus_one_month_of_interest():
     ]
 
 
+SMALLEST = int(financing.MIN_AMOUNT_FINANCED * 100)
+STEEPEST = int(financing.MAX_APR * 1000)
+
+
 @settings(max_examples=300, derandomize=True, database=None)
+# the corner where rounding weighs most: the smallest amount over the longest term at the top APR
+# (at 100.00 financed, the bound before, these were repaid a month early)
+@example(cents=SMALLEST, term=financing.MAX_TERM_MONTHS, apr_thousandths=STEEPEST)
+@example(cents=SMALLEST + 1, term=financing.MAX_TERM_MONTHS - 1, apr_thousandths=STEEPEST - 1)
+@example(cents=SMALLEST + 77, term=financing.MAX_TERM_MONTHS, apr_thousandths=STEEPEST - 538)
 @given(
     cents=st.integers(int(financing.MIN_AMOUNT_FINANCED * 100), 999_999_999),
     term=st.integers(1, financing.MAX_TERM_MONTHS),
@@ -76,6 +86,16 @@ def test_every_schedule_repays_exactly_the_amount_financed(cents, term, apr_thou
     assert all(r.payment == r.payment.quantize(financing.CENT) for r in rows)
     if apr == 0:
         assert plan.total_interest == 0
+
+
+def test_the_smallest_amounts_at_the_top_apr_take_the_whole_term():
+    """Every rounding residue of the payment (a cent of principal moves it by ~0.04 cent) at the
+    bounds where the compounded rounding is largest: the schedule still has one row per month."""
+    for cents in range(SMALLEST, SMALLEST + 3000):
+        for apr in (financing.MAX_APR, financing.MAX_APR - Decimal("0.5")):
+            plan = financing.schedule(Decimal(cents) / 100, financing.MAX_TERM_MONTHS, apr)
+            assert len(plan.rows) == financing.MAX_TERM_MONTHS, (cents, apr)
+            assert all(r.balance > 0 for r in plan.rows[:-1]), (cents, apr)
 
 
 def test_decision_rule():
@@ -163,7 +183,7 @@ def test_estimate_from_a_deal_uses_its_offer_price_else_its_asking_price(client,
         ({"price": 20000, "apr": 5, "term_months": 121}, "term_months"),
         ({"price": 20000, "apr": 5, "term_months": 2**63}, "term_months"),
         ({"price": 20000, "apr": 5, "down_payment": -1}, "down_payment"),
-        ({"price": 20000, "apr": 5, "down_payment": 19900.01}, "down_payment"),  # under 100 left
+        ({"price": 20000, "apr": 5, "down_payment": 19000.01}, "down_payment"),  # under 1000 left
         ({"price": 10_000_000, "apr": 5}, "price"),  # numeric(12, 2)
         ({"price": 0, "apr": 5}, "price"),
         ({"price": "20000", "apr": "5", "extra": 1}, "extra"),
@@ -262,6 +282,25 @@ def test_applications_are_private(client, user, deal):
     }
     assert client.get(f"/api/v1/loans/{loan_id + 10**9}", headers=user.headers).status_code == 404
     assert client.get(f"/api/v1/loans/{10**30}", headers=user.headers).status_code == 404
+
+
+def test_administrators_neither_finance_nor_read_other_users_loans(client, user, deal, migrated):
+    """Deals are visible to administrators; loan applications are not (app/README.md)."""
+    loan_id = client.post(
+        "/api/v1/loans", json={"deal_id": deal["id"], **APPROVED}, headers=user.headers
+    ).get_json()["id"]
+    admin = register(client)
+    ensure_admin(
+        migrated, email=admin.email, username=admin.username, full_name=None, password=admin.password
+    )
+    assert client.get(f"/api/v1/deals/{deal['id']}", headers=admin.headers).status_code == 200
+    assert client.get(f"/api/v1/loans/{loan_id}", headers=admin.headers).status_code == 403
+    for path, body in (
+        ("/api/v1/loans/estimate", {"deal_id": deal["id"], "apr": 5}),
+        ("/api/v1/loans", {"deal_id": deal["id"], **APPROVED}),
+    ):
+        assert client.post(path, json=body, headers=admin.headers).status_code == 403, path
+    assert client.get("/api/v1/loans", headers=admin.headers).get_json()["total"] == 0
 
 
 def test_a_cancelled_deal_cannot_be_financed(client, user, deal):

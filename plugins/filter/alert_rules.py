@@ -156,21 +156,16 @@ def alert_rules(rules, for_overrides=None, interval=None, annotations_base=None,
     result = _load(rules)
     groups = result["groups"]
     alerts = _alerts(groups)
+    if rule_set is not None and (
+        isinstance(rule_set, str | bytes | Mapping) or not isinstance(rule_set, Sequence)
+    ):
+        raise AnsibleFilterError("alert_rules: rule_set must be a list of rule files")
     # The names an override may use: those of the whole set the file is deployed with.
-    known_alerts, known_groups, known_annotations = (
-        set(alerts),
-        {g["name"] for g in groups},
-        _annotation_names(alerts),
-    )
-    if rule_set is not None:
-        if isinstance(rule_set, str | bytes | Mapping) or not isinstance(rule_set, Sequence):
-            raise AnsibleFilterError("alert_rules: rule_set must be a list of rule files")
-        for other in rule_set:
-            other_groups = _load(other)["groups"]
-            other_alerts = _alerts(other_groups)
-            known_alerts |= set(other_alerts)
-            known_groups |= {g["name"] for g in other_groups}
-            known_annotations |= _annotation_names(other_alerts)
+    set_groups = [groups, *(_load(other)["groups"] for other in rule_set or ())]
+    set_alerts = [_alerts(each) for each in set_groups]
+    known_alerts = {name for each in set_alerts for name in each}
+    known_groups = {group["name"] for each in set_groups for group in each}
+    known_annotations = {key for each in set_alerts for key in _annotation_names(each)}
 
     for_overrides = _mapping(for_overrides, "for_overrides")
     _unknown(for_overrides, known_alerts, "alert name(s) in for_overrides")

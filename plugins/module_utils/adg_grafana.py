@@ -17,7 +17,11 @@ from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_http import 
     get_or_none,
     http_argument_spec,
 )
-from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_prometheus import format_duration
+from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_prometheus import (
+    UTC,
+    format_duration,
+    rfc3339,
+)
 
 # Fields Grafana sets or bumps on save; they never count as a difference.
 SERVER_SET_DASHBOARD_KEYS = ("id", "version", "iteration")
@@ -319,10 +323,7 @@ def resolve_template_variables(model, overrides, label_values, builtins):
 # Grafana stores each tag as a key/value pair: "a:b" is key a, value b; "a:b:c" keeps only "a:b"
 # (pkg/services/tag ParseTagPairs), blanks around both parts are trimmed and duplicates dropped.
 ANNOTATION_KEY_TAG = "adg-key"
-_ISO_TIME = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?\s*(Z|[+-]\d{2}:?\d{2})$",
-    re.IGNORECASE,
-)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=UTC)
 # Epoch milliseconds below this (1973) are almost certainly seconds given by mistake.
 _MIN_EPOCH_MS = 10**11
 
@@ -363,56 +364,43 @@ def key_tag(key):
 
 def epoch_ms(value, what, now_ms):
     """Epoch milliseconds from an int (ms), a string of digits (ms), 'now' or an ISO 8601 time
-    with an offset (e.g. Alertmanager's startsAt). None stays None."""
+    with an offset (e.g. Alertmanager's startsAt, nanoseconds and all). None stays None."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        raise GrafanaError(f"{what} must be a time, got {value!r}")
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, str):
         text = value.strip()
         if text.lower() == "now":
             return now_ms
-        if text.isdigit():
-            value = int(text)
-        else:
-            match = _ISO_TIME.match(text)
-            if not match:
-                raise GrafanaError(
-                    f"{what} {value!r} is not a time: give epoch milliseconds, 'now' or an ISO 8601 "
-                    "time with an offset (2026-01-31T12:00:00Z)"
-                )
-            return _iso_to_ms(match)
-    if not isinstance(value, int):
+        if not text.isdigit():
+            return _iso_ms(text, what)
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int):
         raise GrafanaError(f"{what} must be a time, got {value!r}")
     if value < _MIN_EPOCH_MS:
         raise GrafanaError(f"{what} {value} looks like seconds or is before 1973: give epoch milliseconds")
     return value
 
 
-def _iso_to_ms(match):
-    year, month, day, hour, minute = (int(match.group(i)) for i in range(1, 6))
-    second = int(match.group(6) or 0)
-    fraction = (match.group(7) or "0")[:3].ljust(3, "0")  # Go writes up to 9 digits; ms is enough
-    zone = match.group(8).upper()
-    offset = datetime.timedelta(0)
-    if zone != "Z":
-        sign = -1 if zone[0] == "-" else 1
-        digits = zone[1:].replace(":", "")
-        offset = sign * datetime.timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+def _iso_ms(text, what):
+    # fromisoformat (3.11+) reads every ISO 8601 form Alertmanager and people write; a time without an
+    # offset is refused, since its zone would be a guess.
     try:
-        stamp = datetime.datetime(year, month, day, hour, minute, second, tzinfo=datetime.timezone(offset))
-    except ValueError as exc:
-        raise GrafanaError(f"{match.group(0)!r} is not a valid time: {exc}") from None
-    return int(stamp.timestamp()) * 1000 + int(fraction)
+        stamp = datetime.datetime.fromisoformat(text.upper())
+    except ValueError:
+        stamp = None
+    if stamp is None or stamp.tzinfo is None:
+        raise GrafanaError(
+            f"{what} {text!r} is not a time: give epoch milliseconds, 'now' or an ISO 8601 time with an "
+            "offset (2026-01-31T12:00:00Z)"
+        )
+    return (stamp - _EPOCH) // datetime.timedelta(milliseconds=1)
 
 
 def iso_from_ms(value):
-    if value is None:
-        return None
-    stamp = datetime.datetime.fromtimestamp(value / 1000, tz=datetime.UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value % 1000:03d}Z"
+    """Epoch milliseconds as an RFC 3339 UTC time (for diffs and messages); None stays None."""
+    return None if value is None else rfc3339(_EPOCH + datetime.timedelta(milliseconds=value))
 
 
 def find_annotations(client, tags, dashboard_uid=None, time_ms=None, limit=100):

@@ -22,6 +22,7 @@ from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_http import 
     HttpError,
     ModuleFailure,
     get_or_none,
+    run_module,
 )
 
 DOCUMENTATION = r"""
@@ -49,7 +50,8 @@ options:
     description:
       - Identity of the annotation, stored as the tag C(adg-key:<key>) next to O(tags). Use one key per
         event (for example C(rolling-upgrade-<start>) or C(maintenance-<silence id>)).
-      - A non-empty string without C(:) (Grafana keeps only the text up to a second C(:) of a tag).
+      - A non-empty string without C(:) (Grafana keeps only the text up to a second C(:) of a tag) or
+        surrounding blanks.
       - Without it, the annotation is identified by O(tags) and O(time) exactly, and only O(text) and
         O(time_end) can be changed.
     type: str
@@ -118,9 +120,11 @@ attributes:
     support: full
     details: The diff shows text, tags, start and end (ISO 8601, UTC), dashboard and panel, before and after.
 notes:
-  - "Lookups use C(GET /api/annotations?tags=adg-key:<key>&type=annotation); writes use
-    C(POST /api/annotations), C(PATCH /api/annotations/:id) and C(DELETE /api/annotations/:id). The user needs
-    the Editor role (or the annotation permissions) in the organisation."
+  - "Lookups use C(GET /api/annotations?tags=adg-key:<key>&type=annotation) (without O(key): the tags, and
+    C(from) and C(to) at O(time)), and C(GET /api/dashboards/uid/:uid) before creating a dashboard annotation;
+    writes use C(POST /api/annotations), C(PATCH /api/annotations/:id) (only the fields that differ) and
+    C(DELETE /api/annotations/:id). The user needs the Editor role (or the annotation permissions) in the
+    organisation."
   - Two annotations with the same key (created outside this module) are reported as an error for
     O(state=present); O(state=absent) deletes both.
 seealso:
@@ -243,7 +247,7 @@ warning:
 
 
 def view(annotation):
-    """The owner-controlled fields of a stored (or desired) annotation, in the module's terms."""
+    """The owner-controlled fields of a stored annotation, in the module's terms."""
     return {
         "text": annotation.get("text") or "",
         "tags": sorted(annotation_tags(annotation.get("tags") or [])),
@@ -260,29 +264,32 @@ def readable(state):
     return dict(state, time=iso_from_ms(state["time"]), time_end=iso_from_ms(state["time_end"]))
 
 
-def with_view(result, state, annotation_id):
-    result = dict(result, id=annotation_id)
-    if state:
-        result.update(state, region=state["time_end"] > state["time"])
-    return result
+def base_result(params):
+    """The fields returned always (RETURN), before anything is known."""
+    return {
+        "changed": False,
+        "found": False,
+        "id": None,
+        "key": params["key"],
+        "dashboard_uid": params["dashboard_uid"],
+        "panel_id": params["panel_id"],
+    }
 
 
 def lookup(client, params, identity_tags, time_ms):
-    """Stored annotations with the key (or the exact tags and time)."""
+    """Stored annotations with the key (or the exact tags, start, dashboard and panel)."""
     if params["key"] is not None:
-        found = find_annotations(client, identity_tags)
-        # Grafana matches a key:value tag exactly; checked again in case a server filters more loosely.
-        return [a for a in found if identity_tags[0] in annotation_tags(a.get("tags"))]
-    wanted = set(identity_tags)
+        # Grafana matches a name:value tag exactly: these all carry the key.
+        return find_annotations(client, identity_tags)
+    wanted = {
+        "tags": sorted(identity_tags),
+        "time": time_ms,
+        "dashboard_uid": params["dashboard_uid"],
+        "panel_id": params["panel_id"],
+    }
+    # Grafana's filter is "has these tags" and "overlaps this time"; identity is the exact match.
     found = find_annotations(client, identity_tags, params["dashboard_uid"], time_ms)
-    return [
-        a
-        for a in found
-        if set(annotation_tags(a.get("tags"))) == wanted
-        and a.get("time") == time_ms
-        and (a.get("dashboardUID") or None) == params["dashboard_uid"]
-        and (a.get("panelId") or 0) == params["panel_id"]
-    ]
+    return [a for a in found if {k: view(a)[k] for k in wanted} == wanted]
 
 
 def check_dashboard(client, uid):
@@ -295,12 +302,32 @@ def check_dashboard(client, uid):
 
 
 def desired_tags(params, identity):
+    """The tags to store (key tag included, sorted), or None to keep the stored ones."""
     if params["tags"] is None:
         return None
     tags = annotation_tags(params["tags"])
     if any(t.split(":", 1)[0] == ANNOTATION_KEY_TAG for t in tags):
         raise GrafanaError(f"tags must not hold a {ANNOTATION_KEY_TAG}: tag; set key instead")
-    return sorted(set(tags) | set(identity if params["key"] is not None else ()))
+    return sorted(set(tags) | set(identity))  # without key, identity is the tags themselves
+
+
+def span(time_ms, time_end_ms, before, now_ms):
+    """Start and end after the run: an option left out keeps the stored value (a new annotation starts
+    now and is a point), and a point stays a point when its start moves."""
+    start = time_ms if time_ms is not None else before.get("time", now_ms)
+    if time_end_ms is not None:
+        end = time_end_ms
+    elif not before or before["time_end"] == before["time"]:
+        end = start
+    else:
+        end = before["time_end"]
+    if end < start:
+        # Refused: Grafana would swap them silently.
+        raise GrafanaError(
+            f"time_end ({iso_from_ms(end)}) is before time ({iso_from_ms(start)}): the annotation would "
+            "end before it starts"
+        )
+    return start, end
 
 
 def run(module, client):
@@ -308,8 +335,6 @@ def run(module, client):
     now_ms = int(time.time() * 1000)
     time_ms = epoch_ms(params["time"], "time", now_ms)
     time_end_ms = epoch_ms(params["time_end"], "time_end", now_ms)
-    if time_ms is not None and time_end_ms is not None and time_end_ms < time_ms:
-        raise GrafanaError(f"time_end ({iso_from_ms(time_end_ms)}) is before time ({iso_from_ms(time_ms)})")
     if params["text"] is not None and not params["text"].strip():
         raise GrafanaError("text must not be empty (Grafana refuses an annotation without text)")
     if params["panel_id"] and not params["dashboard_uid"]:
@@ -325,13 +350,7 @@ def run(module, client):
             )
     tags = desired_tags(params, identity)
     matches = lookup(client, params, identity, time_ms)
-    result = {
-        "changed": False,
-        "found": bool(matches),
-        "key": params["key"],
-        "dashboard_uid": params["dashboard_uid"],
-        "panel_id": params["panel_id"],
-    }
+    result = dict(base_result(params), found=bool(matches))
     if params["state"] == "absent":
         return absent(module, client, matches, result)
     if len(matches) > 1:
@@ -340,91 +359,60 @@ def run(module, client):
             f"{len(matches)} annotations ({ids}) carry the identity {identity}; delete the extra ones "
             "(or all of them with state=absent)"
         )
-    if matches:
-        return update(module, client, matches[0], tags, time_ms, time_end_ms, result)
-    if not params["create"]:
-        return dict(result, id=None)
-    return create(module, client, tags or sorted(identity), time_ms, time_end_ms, now_ms, result)
+    if not matches and not params["create"]:
+        return result
+    stored = matches[0] if matches else None
+    if tags is None and stored is None:
+        tags = sorted(identity)  # a new annotation carries at least its key
+    return present(module, client, stored, tags, time_ms, time_end_ms, now_ms, result)
 
 
-def create(module, client, tags, time_ms, time_end_ms, now_ms, result):
+def present(module, client, stored, tags, time_ms, time_end_ms, now_ms, result):
+    """Create the annotation (``stored`` None) or PATCH what differs; ``tags`` None keeps the stored ones."""
     params = module.params
-    if params["text"] is None:
+    before = view(stored) if stored else {}
+    if stored:
+        if (before["dashboard_uid"], before["panel_id"]) != (params["dashboard_uid"], params["panel_id"]):
+            raise GrafanaError(
+                "annotation {} with key {} belongs to dashboard {} panel {}, not {} panel {}; an "
+                "annotation cannot move: delete it (state=absent) and create it again".format(
+                    stored["id"],
+                    params["key"],
+                    before["dashboard_uid"] or "(none)",
+                    before["panel_id"],
+                    params["dashboard_uid"] or "(none)",
+                    params["panel_id"],
+                )
+            )
+    elif params["text"] is None:
         raise GrafanaError("text is required to create an annotation")
-    if params["dashboard_uid"]:
+    elif params["dashboard_uid"]:
         check_dashboard(client, params["dashboard_uid"])
-    start = time_ms if time_ms is not None else now_ms
-    end = time_end_ms if time_end_ms is not None else start
-    if end < start:
-        raise GrafanaError(f"time_end ({iso_from_ms(end)}) is before the start ({iso_from_ms(start)})")
+    start, end = span(time_ms, time_end_ms, before, now_ms)
     after = {
-        "text": params["text"],
-        "tags": tags,
+        "text": params["text"] if params["text"] is not None else before["text"],
+        "tags": tags if tags is not None else before["tags"],
         "time": start,
         "time_end": end,
         "dashboard_uid": params["dashboard_uid"],
         "panel_id": params["panel_id"],
     }
-    if module._diff:
-        result["diff"] = {"before": {}, "after": readable(after)}
-    annotation_id = None
-    if not module.check_mode:
-        body = {"text": params["text"], "tags": tags, "time": start, "timeEnd": end}
-        if params["dashboard_uid"]:
-            body.update(dashboardUID=params["dashboard_uid"], panelId=params["panel_id"])
-        annotation_id = client.send_json("POST", "/api/annotations", body).get("id")
-    return with_view(dict(result, changed=True), after, annotation_id)
-
-
-def update(module, client, stored, tags, time_ms, time_end_ms, result):
-    params = module.params
-    before = view(stored)
-    if (before["dashboard_uid"], before["panel_id"]) != (params["dashboard_uid"], params["panel_id"]) and (
-        params["key"] is not None
-    ):
-        raise GrafanaError(
-            "annotation {} with key {} belongs to dashboard {} panel {}, not {} panel {}; an annotation "
-            "cannot move: delete it (state=absent) and create it again".format(
-                stored["id"],
-                params["key"],
-                before["dashboard_uid"] or "(none)",
-                before["panel_id"],
-                params["dashboard_uid"] or "(none)",
-                params["panel_id"],
-            )
-        )
-    start = time_ms if time_ms is not None else before["time"]
-    if time_end_ms is not None:
-        end = time_end_ms
-    elif before["time_end"] == before["time"]:
-        end = start  # a point stays a point when it moves
-    else:
-        end = before["time_end"]
-    if end < start:
-        raise GrafanaError(
-            f"annotation {stored['id']} would end ({iso_from_ms(end)}) before it starts "
-            f"({iso_from_ms(start)}); give time_end too"
-        )
-    after = dict(
-        before,
-        text=params["text"] if params["text"] is not None else before["text"],
-        tags=tags if tags is not None else before["tags"],
-        time=start,
-        time_end=end,
-    )
-    patch = {}
-    if after["text"] != before["text"]:
-        patch["text"] = after["text"]
-    if after["tags"] != before["tags"]:
-        patch["tags"] = after["tags"]
-    if (start, end) != (before["time"], before["time_end"]):
+    # For a new annotation (before = {}) this is the whole POST body.
+    body = {k: after[k] for k in ("text", "tags") if after[k] != before.get(k)}
+    if (start, end) != (before.get("time"), before.get("time_end")):
         # Both always: Grafana swaps a start past the stored end instead of refusing it.
-        patch.update(time=start, timeEnd=end)
+        body.update(time=start, timeEnd=end)
     if module._diff:
         result["diff"] = {"before": readable(before), "after": readable(after)}
-    if patch and not module.check_mode:
-        client.send_json("PATCH", f"/api/annotations/{stored['id']}", patch)
-    return with_view(dict(result, changed=bool(patch)), after, stored["id"])
+    annotation_id = stored["id"] if stored else None
+    if body and not module.check_mode:
+        if stored:
+            client.send_json("PATCH", f"/api/annotations/{annotation_id}", body)
+        else:
+            if params["dashboard_uid"]:
+                body.update(dashboardUID=params["dashboard_uid"], panelId=params["panel_id"])
+            annotation_id = client.send_json("POST", "/api/annotations", body).get("id")
+    return dict(result, **after, changed=bool(body), id=annotation_id, region=end > start)
 
 
 def absent(module, client, matches, result):
@@ -434,7 +422,19 @@ def absent(module, client, matches, result):
         for annotation in matches:
             # 404: deleted meanwhile by someone else, which is what we want
             client.request("DELETE", f"/api/annotations/{annotation['id']}", expected=(200, 404))
-    return dict(result, changed=bool(matches), id=None, deleted_ids=[a["id"] for a in matches])
+    return dict(result, changed=bool(matches), deleted_ids=[a["id"] for a in matches])
+
+
+def run_or_warn(module, client):
+    """run(); with warn_only, a failure becomes a task warning and an unchanged result."""
+    try:
+        return run(module, client)
+    except (HttpError, ModuleFailure) as exc:
+        if not module.params["warn_only"]:
+            raise  # run_module reports it
+        message = f"Grafana annotation not written: {exc}"
+        module.warn(message)
+        return dict(base_result(module.params), warning=message)
 
 
 def main():
@@ -452,23 +452,7 @@ def main():
         warn_only={"type": "bool", "default": False},
     )
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    client = grafana_client(module)
-    try:
-        result = run(module, client)
-    except (HttpError, ModuleFailure) as exc:
-        extra = exc.as_result() if isinstance(exc, HttpError) else exc.result
-        if not module.params["warn_only"]:
-            module.fail_json(msg=str(exc), **extra)
-        message = f"Grafana annotation not written: {exc}"
-        module.warn(message)
-        result = {
-            "changed": False,
-            "warning": message,
-            "id": None,
-            "found": False,
-            "key": module.params["key"],
-        }
-    module.exit_json(**result)
+    run_module(module, run_or_warn, module, grafana_client(module))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@ Small API (all classes are context managers; ``stop()`` is idempotent)::
   runs ``prometheus-alertmanager`` (no clustering), waits for ``/-/ready``.
 * ``GrafanaDouble(workdir, admin_password=..., token=..., provisioning=...)``: runs
   tests/tools/grafana_double/server.py (a TEST DOUBLE, not Grafana).
+* ``LoopbackServer(handler_class)``: a ThreadingHTTPServer on a free loopback port, served from a
+  daemon thread (``url``, ``port``, ``stop()``); ``respond(handler, body, ...)`` writes a complete
+  answer from a handler's ``do_GET``/``do_POST`` -- for small fakes (an LLM API, a metrics target).
 * ``WebhookSink()``: in-process HTTP server; POST (any path) records an Alertmanager webhook payload,
   GET (any path) returns ``{"notifications": [{"path", "received_at", "payload"}]}`` -- the format
   the ``alertmanager_delivery_check`` module's ``sink_url`` understands.
@@ -54,7 +57,16 @@ LOOPBACK = "127.0.0.1"
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA_DOUBLE = REPO / "tests" / "tools" / "grafana_double" / "server.py"
 
-__all__ = ["Alertmanager", "GrafanaDouble", "Prometheus", "WebhookSink", "free_port", "http_json"]
+__all__ = [
+    "Alertmanager",
+    "GrafanaDouble",
+    "LoopbackServer",
+    "Prometheus",
+    "WebhookSink",
+    "free_port",
+    "http_json",
+    "respond",
+]
 
 
 def http_json(url, data=None, method=None, timeout=5.0, headers=None):
@@ -66,6 +78,38 @@ def http_json(url, data=None, method=None, timeout=5.0, headers=None):
     with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback test URLs
         raw = response.read()
     return json.loads(raw) if raw.strip() else None
+
+
+def respond(handler, body, status=200, content_type="application/json"):
+    """Write a whole answer (status, type, length, ``body`` bytes) from a BaseHTTPRequestHandler."""
+    handler.send_response(status)
+    handler.send_header("Content-Type", content_type)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+class LoopbackServer:
+    """``handler_class`` served on a free 127.0.0.1 port from a daemon thread until ``stop()``."""
+
+    def __init__(self, handler_class, host=LOOPBACK, port=0):
+        self.server = ThreadingHTTPServer((host, port), handler_class)
+        self.host, self.port = self.server.server_address[:2]
+        self.url = f"http://{self.host}:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        if self._thread is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self._thread = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 def _binary(env, *names):
@@ -310,19 +354,12 @@ class WebhookSink:
                     sink.notifications.append(
                         {"path": self.path, "received_at": time.time(), "payload": payload}
                     )
-                self._reply(200, b"{}")
+                respond(self, b"{}")
 
             def do_GET(self):
                 with sink._lock:
                     body = json.dumps({"notifications": sink.notifications}).encode()
-                self._reply(200, body)
-
-            def _reply(self, status, body):
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                respond(self, body)
 
             def log_message(self, *args):
                 pass

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+import time
 
 from gunicorn.glogging import Logger
 
@@ -30,8 +30,7 @@ class JsonAccessLogger(Logger):
         headers = {name.lower(): value for name, value in (resp.headers or [])}
         status = resp.status.split(None, 1)[0] if isinstance(resp.status, str) else resp.status
         record = {
-            # RFC 3339 UTC, as in the app's own log lines
-            "time": datetime.now(UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
+            "time": logs.rfc3339(time.time()),  # as in the app's own log lines
             "request_id": headers.get("x-request-id"),
             "remote_addr": environ.get("REMOTE_ADDR"),
             "method": environ.get("REQUEST_METHOD"),

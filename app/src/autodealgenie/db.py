@@ -105,7 +105,7 @@ class Database:
 
 
 # Every (operation, table) the code queries: db_queries/db_query_errors start at 0 for each
-# (tests/test_metrics.py finds the pairs in the source and checks this list).
+# (tests/test_zero_series.py finds the pairs in the source and checks this list).
 QUERY_LABELS = (
     ("select", "users"),
     ("insert", "users"),

@@ -137,7 +137,7 @@ def _zero_series(app: Flask, config: Config, untracked_rules: set[str]) -> None:
     """
     # Imported here: the api modules import this one (untracked), metrics must not import them.
     from . import advisor, db
-    from .api import cars, deals, negotiations
+    from .api import cars, deals, loans, negotiations
 
     for rule in app.url_map.iter_rules():
         if rule.rule in untracked_rules:
@@ -147,7 +147,7 @@ def _zero_series(app: Flask, config: Config, untracked_rules: set[str]) -> None:
             metrics.http_requests.labels(method, metrics.grouped_status(500), rule.rule)
     for status in typing.get_args(deals.Status):
         metrics.deals_created.labels(status)
-    for status in metrics.LOAN_STATUSES:
+    for status in typing.get_args(loans.Status):
         metrics.loan_applications.labels(status)
     for cache_name in (cars.SEARCH_CACHE, deals.EVAL_CACHE):
         metrics.cache_hits.labels(cache_name)

@@ -14,15 +14,14 @@ import os
 import sys
 from datetime import UTC, datetime
 
+from flask import g, has_request_context  # the gunicorn master has no request context: no fields
+
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
-try:  # the gunicorn master loads this module too; it never has a request context
-    from flask import g, has_request_context
-except ImportError:  # pragma: no cover - flask is a dependency of the package
-    g = None
 
-    def has_request_context() -> bool:
-        return False
+def rfc3339(seconds: float) -> str:
+    """A time.time() value as RFC 3339 UTC with milliseconds (2026-01-31T12:00:00.123Z)."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def log_format_from_env(env=None) -> str:
@@ -47,15 +46,16 @@ def _request_fields() -> dict:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z",
+            "time": rfc3339(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
             **_request_fields(),
         }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        if record.exc_info and not record.exc_text:
+            # cached on the record, as logging.Formatter does: formatted once for all handlers
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)

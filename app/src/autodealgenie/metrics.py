@@ -95,7 +95,6 @@ negotiation_duration = Histogram(
     buckets=(10, 30, 60, 120, 300, 600),
 )
 loan_applications = Counter("autodealgenie_loan_applications_total", "Loan applications decided", ["status"])
-LOAN_STATUSES = ("approved", "declined")  # api/loans.py Status; each series exists from the start
 loan_processing_duration = Histogram(
     "autodealgenie_loan_processing_duration_seconds",
     "Loan application processing time (validation, schedule, decision, storage)",

@@ -5,34 +5,30 @@ from __future__ import annotations
 
 import base64
 import datetime
-import json
 import time
 import urllib.parse
-import urllib.request
 
 from adg_molecule import port
 from conftest import EPHEMERAL, report, run_playbook
 
+from tests.support.monitoring import http_json
 
-def active_matchers(alertmanager_url: str) -> list[set[str]]:
-    with urllib.request.urlopen(f"{alertmanager_url}/api/v2/silences", timeout=10) as response:  # noqa: S310
-        silences = json.load(response)
+
+def live_silences(alertmanager_url: str) -> list[tuple[set[str], dict]]:
+    """(matchers as name=value, silence) of every active or pending silence."""
     return [
-        {f"{m['name']}={m['value']}" for m in s["matchers"]}
-        for s in silences
+        ({f"{m['name']}={m['value']}" for m in s["matchers"]}, s)
+        for s in http_json(f"{alertmanager_url}/api/v2/silences", timeout=10)
         if s["status"]["state"] in ("active", "pending")
     ]
+
+
+def active_matchers(alertmanager_url: str) -> list[set[str]]:
+    return [matchers for matchers, _ in live_silences(alertmanager_url)]
 
 
 def active_silence(alertmanager_url: str, matcher: str) -> dict:
-    with urllib.request.urlopen(f"{alertmanager_url}/api/v2/silences", timeout=10) as response:  # noqa: S310
-        silences = json.load(response)
-    found = [
-        s
-        for s in silences
-        if s["status"]["state"] in ("active", "pending")
-        and {f"{m['name']}={m['value']}" for m in s["matchers"]} == {matcher}
-    ]
+    found = [s for matchers, s in live_silences(alertmanager_url) if matchers == {matcher}]
     assert len(found) == 1, found
     return found[0]
 
@@ -56,9 +52,7 @@ def grafana_annotations(addresses, groups, **params) -> list[dict]:
     )
     url = f"http://{addresses[groups['monitoring'][0]]}:{port('grafana_port')}/api/annotations?{query}"
     auth = base64.b64encode(f"admin:{password}".encode()).decode()
-    request = urllib.request.Request(url, headers={"Authorization": f"Basic {auth}"})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - the lab's test host
-        return json.load(response)
+    return http_json(url, timeout=10, headers={"Authorization": f"Basic {auth}"})
 
 
 def test_maintenance_silence_by_host_and_by_alert(alertmanager_url, groups, addresses):

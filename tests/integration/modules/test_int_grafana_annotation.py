@@ -3,26 +3,15 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import time
-import urllib.error
 import urllib.parse
 
 from tests.integration.modules.adg_stack import ADMIN_PASSWORD
-from tests.support.monitoring import http_json
+from tests.integration.modules.test_int_grafana_double import call  # (status, JSON body), as admin
 
-ADMIN = {"Authorization": "Basic " + base64.b64encode(f"admin:{ADMIN_PASSWORD}".encode()).decode()}
 T0 = 1_764_633_600_000  # 2025-12-02T00:00:00Z
 MINUTE = 60_000
-
-
-def call(grafana, path, data=None, method=None, headers=ADMIN):
-    """(status, JSON body) without raising on HTTP errors."""
-    try:
-        return 200, http_json(grafana.url + path, data=data, method=method, headers=headers)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read() or b"null")
 
 
 def find(grafana, **params):
@@ -133,6 +122,11 @@ def test_double_dashboard_annotations(grafana):
     assert (stored["dashboardId"], stored["dashboardUID"], stored["panelId"]) == (dash_id, "dash-a", 2)
     call(grafana, "/api/annotations", {"text": "org", "time": T0})
     assert [a["text"] for a in find(grafana, dashboardUID="dash-a")] == ["p"]
+    # the other filters Grafana has: dashboardId, panelId, userId, alertId (no alert annotations here)
+    assert [a["text"] for a in find(grafana, dashboardId=dash_id)] == ["p"]
+    assert [a["text"] for a in find(grafana, panelId=2)] == ["p"] and find(grafana, panelId=3) == []
+    assert len(find(grafana, userId=stored["userId"])) == 2 and find(grafana, userId=987654) == []
+    assert find(grafana, alertId=1) == []
     assert call(grafana, "/api/annotations", {"text": "x", "dashboardId": 987654})[0] == 403
 
 

@@ -20,10 +20,12 @@ from tests.support import paths
 from tests.support.monitoring import (
     Alertmanager,
     GrafanaDouble,
+    LoopbackServer,
     Prometheus,
     WebhookSink,
     free_port,
     http_json,
+    respond,
 )
 from tests.unit.plugins.ansible_module_runner import TARGET_PYTHON, run_in_process
 
@@ -367,24 +369,17 @@ BACKUP_PANEL_DASHBOARD = {
 def backup_metrics(local_monitoring):
     """A textfile-like node target (instance mon1) whose metrics the test sets; removed afterwards."""
     import http.server
-    import threading
 
     state = {"text": ""}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            body = state["text"].encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            respond(self, state["text"].encode(), content_type="text/plain; version=0.0.4")
 
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = LoopbackServer(Handler)
     prom = local_monitoring["prom"]
 
     def job(name, port):
@@ -394,7 +389,7 @@ def backup_metrics(local_monitoring):
         }
 
     base_scrape = [job(name, port) for name, port in local_monitoring["jobs"].items()]
-    node = job("node", server.server_address[1])
+    node = job("node", server.port)
     rules = _yaml_rules()
     am = [local_monitoring["am"].address]
     prom.write_config([*base_scrape, node], rules, am)
@@ -404,7 +399,7 @@ def backup_metrics(local_monitoring):
     finally:
         prom.write_config(base_scrape, rules, am)
         prom.reload()
-        server.shutdown()
+        server.stop()
 
 
 def _wait_for_series(prom, query, present, timeout=20.0):

@@ -20,12 +20,11 @@ import math
 import os
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -173,26 +172,10 @@ class FakeCompletions(BaseHTTPRequestHandler):
                 "usage": {"prompt_tokens": 42, "completion_tokens": 7},
             }
         ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        monitoring.respond(self, body)
 
     def log_message(self, *args):
         pass
-
-
-class LLMServer:
-    def __init__(self):
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), FakeCompletions)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Prometheus(monitoring.Prometheus):
@@ -386,10 +369,10 @@ def stack(tmp_path_factory):
         }
         started.extend(running.values())
         targets = {job: exporter.target for job, exporter in running.items()}
-        llm = LLMServer()
+        llm = monitoring.LoopbackServer(FakeCompletions)
         started.append(llm)
         try:
-            app = App(workdir, pg, redis_instance, mongo.url, llm.base)
+            app = App(workdir, pg, redis_instance, mongo.url, f"{llm.url}/v1")
             started.append(app)
             targets[BACKEND] = app.target
             app_error = None

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Lint the alert rules and run their unit tests with promtool from PATH (Debian: prometheus).
 # The rules are those of the directory prometheus_alert_rules_dir names (read from Ansible by
-# tests/support/paths.py), the one the prometheus role deploys: each test file's `rule_files` is
-# pointed at it (in a temporary copy), so an override of the variable is tested too.
+# tests/support/paths.py), the one the prometheus role deploys: each test file's `rule_files` (the
+# rule files it tests, by name) is pointed at that directory (in a temporary copy), so an override
+# of the variable is tested too. Only those files: promtool evaluates every loaded rule at every
+# step, and the SLO tests run a day of 30 s steps.
 # Usage: bash tests/integration/promtool/run.sh        Exit status: non-zero on any failure.
 # Needs: promtool, and a Python with ansible-core and PyYAML (the project venv; ADG_PYTHON overrides).
 set -euo pipefail
@@ -36,7 +38,7 @@ import yaml
 here, rules, work = (Path(arg) for arg in sys.argv[1:])
 for test in sorted(here.glob("*.yml")):
     content = yaml.safe_load(test.read_text())
-    content["rule_files"] = [str(rules / "*.yml")]
+    content["rule_files"] = [str(rules / Path(name).name) for name in content["rule_files"]]
     (work / test.name).write_text(yaml.safe_dump(content, sort_keys=False))
 PY
 # run from the copies' directory so the output names are short

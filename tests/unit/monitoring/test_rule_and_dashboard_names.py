@@ -53,8 +53,9 @@ EXPECTED_ALERTS = {
     "SLOErrorBudgetBurnFast": ("critical", "backend"),
     "SLOErrorBudgetBurnSlow": ("warning", "backend"),
 }
-# Alerts meant to fire always: a promtool case where they stay quiet would contradict their purpose.
-ALWAYS_FIRING = {"Watchdog"}
+# Alerts meant to fire always (their expression reads no series, e.g. vector(1)): a promtool case
+# where they stay quiet would contradict their purpose.
+ALWAYS_FIRING = {name for name, rule in content.alert_rules().items() if not selectors(rule["expr"])}
 DASHBOARD_UIDS = {
     "system-overview": "autodealgenie-system-overview",
     "business-metrics": "autodealgenie-business-metrics",
@@ -70,14 +71,13 @@ VARIABLE_EXEMPT = {
         "instance": "the objectives are the SLOs' constants (labelled by slo only)",
     },
     **{
-        f"slo:{kind}": {
+        record: {
             "instance": "the SLO recording rules aggregate per job: an SLO is the service's, not a host's"
         }
-        for kind in (
-            *(f"sli_error:ratio_rate{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d")),
-            *(f"burn_rate:ratio_rate{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")),
-            "error_budget_remaining:ratio",
-        )
+        for rules in content.rule_files().values()
+        for group in rules["groups"]
+        for record in (rule.get("record", "") for rule in group["rules"])
+        if record.startswith("slo:") and record != "slo:objective:ratio"
     },
 }
 JOB_MATCHER_VALUE = re.compile(r"^[a-zA-Z0-9_-]+(\|[a-zA-Z0-9_-]+)*$")
@@ -462,6 +462,49 @@ def test_slo_dashboard_reads_recorded_series_only():
     read = {s.name for u, _, _, e in content.panel_queries() if u == uid for s in selectors(e)}
     assert "slo:objective:ratio" in read
     assert read <= set(recorded), f"not recorded by any rule: {sorted(read - set(recorded))}"
+
+
+# The windows of the contract (issue 15); slo.yml writes each out (promtool tests exactly that file).
+SLI_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d")
+BURN_WINDOWS = SLI_WINDOWS[:-1]
+LONG_WINDOWS = {"1d", "3d", "30d"}  # evaluated in the slower group (they read days of samples)
+
+
+def _slo_rules():
+    """record name -> {slo label (None without one): (group name, expr)} of slo.yml."""
+    found: dict[str, dict] = {}
+    for group in content.rule_files()["slo.yml"]["groups"]:
+        for rule in group["rules"]:
+            if "record" in rule:
+                slo = rule.get("labels", {}).get("slo")
+                assert slo not in found.get(rule["record"], {}), f"{rule['record']} {slo} twice"
+                found.setdefault(rule["record"], {})[slo] = (group["name"], str(rule["expr"]))
+    return found
+
+
+def test_slo_windows_are_copies_of_one_expression():
+    """Each window's SLI is the 5m expression with only the range changed, for every SLO; each
+    burn rate divides its window's SLI by the budget; no window is missing or extra."""
+    rules = _slo_rules()
+    slos = set(rules["slo:objective:ratio"])
+    sli = {r.removeprefix("slo:sli_error:ratio_rate") for r in rules if r.startswith("slo:sli_error:")}
+    burn = {r.removeprefix("slo:burn_rate:ratio_rate") for r in rules if r.startswith("slo:burn_rate:")}
+    assert (sli, burn) == (set(SLI_WINDOWS), set(BURN_WINDOWS))
+    template = rules["slo:sli_error:ratio_rate5m"]
+    assert set(template) == slos == {"availability", "latency_500ms", "latency_2s"}
+    for window in SLI_WINDOWS:
+        series = rules[f"slo:sli_error:ratio_rate{window}"]
+        assert set(series) == slos, window
+        for slo, (group, expr) in series.items():
+            assert expr == template[slo][1].replace("[5m]", f"[{window}]"), (window, slo)
+            assert (group == "autodealgenie_slo_long") == (window in LONG_WINDOWS), (window, group)
+    budget = "/ on (slo) group_left () (1 - slo:objective:ratio)"
+    for window in BURN_WINDOWS:
+        (group, expr), *others = rules[f"slo:burn_rate:ratio_rate{window}"].values()
+        assert not others and expr == f"slo:sli_error:ratio_rate{window} {budget}", window
+        assert (group == "autodealgenie_slo_long") == (window in LONG_WINDOWS), (window, group)
+    ((_, remaining),) = rules["slo:error_budget_remaining:ratio"].values()
+    assert remaining == f"1 - slo:sli_error:ratio_rate30d {budget}"
 
 
 def test_slo_objectives_are_not_typed_into_the_dashboard():

@@ -301,7 +301,17 @@ def test_every_started_service_heals_itself(role):
 
 
 @pytest.mark.parametrize(
-    "role", ["postgresql", "redis", "mongodb", "grafana", "prometheus", "alertmanager", "blackbox_exporter"]
+    "role",
+    [
+        "postgresql",
+        "redis",
+        "mongodb",
+        "grafana",
+        "prometheus",
+        "alertmanager",
+        "blackbox_exporter",
+        "journal_remote",
+    ],
 )
 def test_packaged_units_get_the_drop_in(role):
     """Roles that start the package's unit (or the vendor's) apply the policy to it by name."""

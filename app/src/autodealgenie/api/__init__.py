@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from decimal import Decimal
 from functools import wraps
+from typing import Annotated
 
 from flask import g, request
+from pydantic import Field
 
+from ..db import run
 from ..errors import ApiError
 from ..security import ACCESS, is_revoked
 from ..services import services
+from ..types import RequestModel
 
 USER_COLUMNS = "id, email, username, full_name, is_active, is_superuser, created_at, updated_at"
 
@@ -67,6 +71,45 @@ def jsonable(row: dict) -> dict:
             value = value.isoformat()
         out[key] = value
     return out
+
+
+def owned(row: dict | None, not_found: str, forbidden: str, *, admins: bool = True) -> dict:
+    """A user-owned row if the caller may see it: 404 when missing, 403 when someone else's
+    (administrators see every row unless admins=False)."""
+    if row is None:
+        raise ApiError(404, not_found)
+    if row["user_id"] != g.user["id"] and not (admins and g.user["is_superuser"]):
+        raise ApiError(403, forbidden)
+    return row
+
+
+class PageQuery(RequestModel):
+    """?skip&limit of a listing (list_page)."""
+
+    skip: Annotated[int, Field(ge=0, le=10_000_000)] = 0
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
+
+
+def list_page(table: str, columns: str, conditions: list[str], params: list, query: PageQuery, item=jsonable):
+    """{items, total, skip, limit}: one page of a table's rows matching every condition, newest first."""
+    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+    with services().db.connection() as conn:
+        total = run(
+            conn,
+            f"SELECT count(*) AS n FROM {table} {where}",  # noqa: S608 - identifiers from code, values bound
+            params,
+            operation="select",
+            table=table,
+            fetch="one",
+        )["n"]
+        rows = run(
+            conn,
+            f"SELECT {columns} FROM {table} {where} ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",  # noqa: S608 - identifiers from code, values bound
+            [*params, query.limit, query.skip],
+            operation="select",
+            table=table,
+        )
+    return {"items": [item(r) for r in rows], "total": total, "skip": query.skip, "limit": query.limit}
 
 
 def client_address() -> str:

@@ -14,7 +14,7 @@ from ..db import run
 from ..errors import ApiError, parse_body, parse_query
 from ..services import services
 from ..types import Email, RequestModel, finite, line, reject_in_line, text
-from . import jsonable, login_required
+from . import PageQuery, jsonable, list_page, login_required, owned
 
 bp = Blueprint("deals", __name__, url_prefix="/api/v1/deals")
 
@@ -67,9 +67,7 @@ class DealUpdate(RequestModel):
     notes: Notes | None = None
 
 
-class ListQuery(RequestModel):
-    skip: Annotated[int, Field(ge=0, le=10_000_000)] = 0
-    limit: Annotated[int, Field(ge=1, le=100)] = 50
+class ListQuery(PageQuery):
     status: Status | None = None
 
 
@@ -83,8 +81,9 @@ class EvaluateIn(RequestModel):
     year: Year | None = None
 
 
-def load_deal(conn, deal_id: int, *, for_update: bool = False) -> dict:
-    """The deal if the caller may see it: 404 when missing, 403 when someone else's (admins see all)."""
+def load_deal(conn, deal_id: int, *, for_update: bool = False, admins: bool = True) -> dict:
+    """The deal if the caller may see it: 404 when missing, 403 when someone else's (admins see all
+    unless admins=False)."""
     deal = run(
         conn,
         f"SELECT {DEAL_COLUMNS} FROM deals WHERE id = %s{' FOR UPDATE' if for_update else ''}",  # noqa: S608 - identifiers from code, values bound
@@ -93,11 +92,18 @@ def load_deal(conn, deal_id: int, *, for_update: bool = False) -> dict:
         table="deals",
         fetch="one",
     )
-    if deal is None:
-        raise ApiError(404, "Deal not found")
-    if deal["user_id"] != g.user["id"] and not g.user["is_superuser"]:
-        raise ApiError(403, "Not allowed to access this deal")
-    return deal
+    return owned(deal, "Deal not found", "Not allowed to access this deal", admins=admins)
+
+
+def deal_fair_value(deal: dict) -> float:
+    """The pricing model's fair value of a deal's vehicle (as /deals/evaluate values it)."""
+    return pricing.vehicle_fair_value(
+        vin=deal["vehicle_vin"] or "",
+        mileage=deal["vehicle_mileage"],
+        make=deal["vehicle_make"],
+        model=deal["vehicle_model"],
+        year=deal["vehicle_year"],
+    )
 
 
 @bp.post("", strict_slashes=False)
@@ -131,24 +137,7 @@ def list_deals():
     if query.status:
         conditions.append("status = %s")
         params.append(query.status)
-    where = f"WHERE {' AND '.join(conditions)}" if conditions else ""
-    with services().db.connection() as conn:
-        total = run(
-            conn,
-            f"SELECT count(*) AS n FROM deals {where}",  # noqa: S608 - identifiers from code, values bound
-            params,
-            operation="select",
-            table="deals",
-            fetch="one",
-        )["n"]
-        rows = run(
-            conn,
-            f"SELECT {DEAL_COLUMNS} FROM deals {where} ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",  # noqa: S608 - identifiers from code, values bound
-            [*params, query.limit, query.skip],
-            operation="select",
-            table="deals",
-        )
-    return jsonify(items=[jsonable(r) for r in rows], total=total, skip=query.skip, limit=query.limit)
+    return jsonify(list_page("deals", DEAL_COLUMNS, conditions, params, query))
 
 
 @bp.get("/<int:deal_id>")

@@ -15,17 +15,17 @@ from flask import Blueprint, g, jsonify
 from psycopg2.extras import Json
 from pydantic import Field, model_validator
 
-from .. import financing, metrics, pricing
+from .. import financing, metrics
 from ..db import run
 from ..errors import ApiError, parse_body, parse_query
 from ..services import services
 from ..types import Id, RequestModel, finite
-from . import jsonable, login_required
-from .deals import load_deal
+from . import PageQuery, jsonable, list_page, login_required, owned
+from .deals import deal_fair_value, load_deal
 
 bp = Blueprint("loans", __name__, url_prefix="/api/v1/loans")
 
-Status = Literal["approved", "declined"]  # = metrics.LOAN_STATUSES (zero-initialised series)
+Status = Literal["approved", "declined"]  # financing.decide (zero-initialised series)
 Price = finite(gt=0, lt=10_000_000)  # numeric(12, 2)
 DownPayment = finite(ge=0, lt=10_000_000)
 Term = Annotated[int, Field(ge=1, le=financing.MAX_TERM_MONTHS)]
@@ -58,17 +58,8 @@ class ApplyIn(RequestModel):
     apr: Apr
 
 
-class ListQuery(RequestModel):
-    skip: Annotated[int, Field(ge=0, le=10_000_000)] = 0
-    limit: Annotated[int, Field(ge=1, le=100)] = 50
+class ListQuery(PageQuery):
     status: Status | None = None
-
-
-def _own_deal(conn, deal_id: int, *, for_update: bool = False) -> dict:
-    deal = load_deal(conn, deal_id, for_update=for_update)
-    if deal["user_id"] != g.user["id"]:  # load_deal lets administrators through; financing does not
-        raise ApiError(403, "Financing is only available on your own deals")
-    return deal
 
 
 def _deal_price(deal: dict) -> Decimal:
@@ -95,14 +86,6 @@ def _terms(price: Decimal, down_payment: float) -> tuple[Decimal, Decimal]:
     return down, financed
 
 
-def _summary(schedule: financing.Schedule) -> dict:
-    return {
-        "monthly_payment": float(schedule.monthly_payment),
-        "total_interest": float(schedule.total_interest),
-        "total_paid": float(schedule.total_paid),
-    }
-
-
 def _application_body(row: dict, plan: financing.Schedule | None = None) -> dict:
     """A stored application; with its schedule when given one (recomputed from the stored terms)."""
     body = jsonable(row)
@@ -118,7 +101,7 @@ def estimate():
     body = parse_body(EstimateIn)
     if body.deal_id is not None:
         with services().db.connection() as conn:
-            price = _deal_price(_own_deal(conn, body.deal_id))
+            price = _deal_price(load_deal(conn, body.deal_id, admins=False))
     else:
         price = financing.money(body.price)
     down, financed = _terms(price, body.down_payment)
@@ -131,7 +114,9 @@ def estimate():
         amount_financed=float(financed),
         term_months=body.term_months,
         apr=float(apr),
-        **_summary(plan),
+        monthly_payment=float(plan.monthly_payment),
+        total_interest=float(plan.total_interest),
+        total_paid=float(plan.total_paid),
         total_cost=float(down + plan.total_paid),
         schedule=[r.as_dict() for r in plan.rows],
     )
@@ -144,21 +129,14 @@ def apply():
     body = parse_body(ApplyIn)
     apr = financing.apr_value(body.apr)
     with services().db.connection() as conn:
-        deal = _own_deal(conn, body.deal_id, for_update=True)
+        # financing is the owner's alone, administrators included
+        deal = load_deal(conn, body.deal_id, for_update=True, admins=False)
         if deal["status"] == "cancelled":
             raise ApiError(409, "Deal is cancelled")
         price = _deal_price(deal)
         down, financed = _terms(price, body.down_payment)
         plan = financing.schedule(financed, body.term_months, apr)
-        vehicle_value = financing.money(
-            pricing.vehicle_fair_value(
-                vin=deal["vehicle_vin"] or "",
-                mileage=deal["vehicle_mileage"],
-                make=deal["vehicle_make"],
-                model=deal["vehicle_model"],
-                year=deal["vehicle_year"],
-            )
-        )
+        vehicle_value = financing.money(deal_fair_value(deal))
         status, reasons = financing.decide(
             price=price,
             down_payment=down,
@@ -203,30 +181,7 @@ def list_loans():
     if query.status:
         conditions.append("status = %s")
         params.append(query.status)
-    where = " AND ".join(conditions)
-    with services().db.connection() as conn:
-        total = run(
-            conn,
-            f"SELECT count(*) AS n FROM loan_applications WHERE {where}",  # noqa: S608 - identifiers from code, values bound
-            params,
-            operation="select",
-            table="loan_applications",
-            fetch="one",
-        )["n"]
-        rows = run(
-            conn,
-            f"SELECT {LOAN_COLUMNS} FROM loan_applications WHERE {where} "  # noqa: S608 - identifiers from code, values bound
-            "ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s",
-            [*params, query.limit, query.skip],
-            operation="select",
-            table="loan_applications",
-        )
-    return jsonify(
-        items=[_application_body(r) for r in rows],
-        total=total,
-        skip=query.skip,
-        limit=query.limit,
-    )
+    return jsonify(list_page("loan_applications", LOAN_COLUMNS, conditions, params, query, _application_body))
 
 
 @bp.get("/<int:loan_id>")
@@ -239,9 +194,6 @@ def get_loan(loan_id: int):
         table="loan_applications",
         fetch="one",
     )
-    if row is None:
-        raise ApiError(404, "Loan application not found")
-    if row["user_id"] != g.user["id"]:
-        raise ApiError(403, "Not allowed to access this loan application")
+    owned(row, "Loan application not found", "Not allowed to access this loan application", admins=False)
     plan = financing.schedule(row["amount_financed"], row["term_months"], row["apr"])
     return jsonify(_application_body(row, plan))

@@ -9,14 +9,14 @@ from flask import Blueprint, g, jsonify
 from psycopg2.extras import Json
 from pydantic import Field, model_validator
 
-from .. import metrics, pricing
+from .. import metrics
 from ..advisor import Advice
 from ..db import run
 from ..errors import ApiError, parse_body
 from ..services import services
 from ..types import Id, RequestModel, finite, text
-from . import jsonable, login_required
-from .deals import load_deal
+from . import jsonable, login_required, owned
+from .deals import deal_fair_value, load_deal
 
 bp = Blueprint("negotiations", __name__, url_prefix="/api/v1/negotiations")
 SESSION_COLUMNS = (
@@ -56,16 +56,6 @@ class ChatIn(RequestModel):
     message: Message
 
 
-def _fair_value(deal: dict) -> float:
-    return pricing.vehicle_fair_value(
-        vin=deal["vehicle_vin"] or "",
-        mileage=deal["vehicle_mileage"],
-        make=deal["vehicle_make"],
-        model=deal["vehicle_model"],
-        year=deal["vehicle_year"],
-    )
-
-
 def _add_message(
     conn, session_id: int, role: str, content: str, round_number: int, metadata: dict | None = None
 ):
@@ -101,7 +91,7 @@ def _consult(prompt_type: str, session: dict, deal: dict, **extra) -> Advice:
         "deal_id": deal["id"],
         "vehicle": f"{deal['vehicle_year']} {deal['vehicle_make']} {deal['vehicle_model']}",
         "asking_price": float(deal["asking_price"]),
-        "fair_value": _fair_value(deal),
+        "fair_value": deal_fair_value(deal),
         "dealer_offer": float(session["dealer_offer"]),
         "target_price": float(session["target_price"]) if session["target_price"] is not None else None,
         "round": session["current_round"],
@@ -151,11 +141,7 @@ def _load_session(conn, session_id: int, *, for_update: bool = False) -> dict:
         table="negotiation_sessions",
         fetch="one",
     )
-    if session is None:
-        raise ApiError(404, "Negotiation session not found")
-    if session["user_id"] != g.user["id"] and not g.user["is_superuser"]:
-        raise ApiError(403, "Not allowed to access this negotiation")
-    return session
+    return owned(session, "Negotiation session not found", "Not allowed to access this negotiation")
 
 
 def _load_active(conn, session_id: int, *, for_update: bool = False) -> tuple[dict, dict]:
@@ -296,7 +282,7 @@ def next_round(session_id: int):
                 round_number,
                 {"counter_offer": counter},
             )
-            floor = _fair_value(deal) * DEALER_FLOOR
+            floor = deal_fair_value(deal) * DEALER_FLOOR
             new_offer = round(max(counter, floor, offer - (offer - counter) * DEALER_CONCESSION), -1)
             new_offer = min(new_offer, offer)
             accepted = new_offer <= counter
