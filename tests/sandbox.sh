@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The local sandbox: four systemd-nspawn test hosts (tests/sandbox-lab.yml) running the whole
-# stack, deployed by playbooks/site.yml against inventories/sandbox.
+# stack, deployed by playbooks/site.yml against inventories/sandbox. With `--topology ha`, the HA
+# topology on nine hosts instead (tests/sandbox-lab-ha.yml: Patroni + etcd, Redis Sentinel,
+# HAProxy + keepalived, a monitoring pair with VictoriaMetrics). One sandbox at a time.
 #
-#   tests/sandbox.sh up       create hosts (idempotent), deploy stand-ins where needed, run site.yml
+#   tests/sandbox.sh up [--topology single|ha]   create hosts (idempotent), deploy stand-ins where
+#                                                needed, run site.yml
 #   tests/sandbox.sh down     power hosts off; remove machines, bridge and NAT rules
 #   tests/sandbox.sh status   the sandbox's hosts
 # Extra arguments after `up` go to ansible-playbook (e.g. `--tags backend`).
@@ -10,12 +13,14 @@ set -euo pipefail
 
 ADG_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ADG_ROOT"
-SPEC=tests/sandbox-lab.yml
 INVENTORY=inventories/sandbox
 STATE=.sandbox
 TESTHOSTS=(python3 tests/tools/testhosts/testhosts.py)
-lab=$(sed -n 's/^lab: *//p' "$SPEC")
-gateway=$(sed -n 's/^subnet: *\([0-9.]*\)\.0\/.*/\1.1/p' "$SPEC")
+TOPOLOGIES=(single ha)
+spec_of() { if [ "$1" = ha ]; then echo tests/sandbox-lab-ha.yml; else echo tests/sandbox-lab.yml; fi; }
+lab_of() { sed -n 's/^lab: *//p' "$(spec_of "$1")"; }
+# The sandbox that is up (its topology is remembered in .sandbox/topology), else the one asked for.
+topology=$(cat "$STATE/topology" 2>/dev/null || echo single)
 
 # Grafana and MongoDB come from vendor apt repositories. Use the real ones only when the role's
 # repository URL resolves and answers from this controller; otherwise the test stand-ins.
@@ -63,11 +68,26 @@ stop_webhook_receiver() {
 
 cmd=${1:-up}
 [ $# -gt 0 ] && shift
+if [ "$cmd" = up ]; then
+  wanted=single
+  if [ "${1:-}" = --topology ]; then wanted=${2:-}; shift 2 || { echo "--topology needs a value" >&2; exit 2; }; fi
+  case " ${TOPOLOGIES[*]} " in *" $wanted "*) ;; *) echo "--topology: one of ${TOPOLOGIES[*]}, not '$wanted'" >&2; exit 2 ;; esac
+  if [ -f "$INVENTORY/hosts.generated.yml" ] && [ "$topology" != "$wanted" ]; then
+    echo "the $topology sandbox is up: run '$0 down' first (one sandbox at a time)" >&2
+    exit 2
+  fi
+  topology=$wanted
+fi
+SPEC=$(spec_of "$topology")
+lab=$(lab_of "$topology")
+gateway=$(sed -n 's/^subnet: *\([0-9.]*\)\.0\/.*/\1.1/p' "$SPEC")
+
 case "$cmd" in
   up)
     # shellcheck source=tests/tools/bootstrap.sh
     . tests/tools/bootstrap.sh
     mkdir -p "$STATE" && chmod 0700 "$STATE"
+    echo "$topology" >"$STATE/topology"
     "${TESTHOSTS[@]}" create --spec "$SPEC" --inventory "$INVENTORY/hosts.generated.yml"
     ADG_SANDBOX_GRAFANA_STANDIN=$(standin_flag Grafana roles/grafana/defaults/main.yml grafana_apt_repo_url "${ADG_SANDBOX_GRAFANA_STANDIN:-}")
     ADG_SANDBOX_MONGODB_STANDIN=$(standin_flag MongoDB roles/mongodb/defaults/main.yml mongodb_repo_url "${ADG_SANDBOX_MONGODB_STANDIN:-}")
@@ -84,7 +104,7 @@ case "$cmd" in
   down)
     stop_webhook_receiver
     "${TESTHOSTS[@]}" destroy --lab "$lab"
-    rm -f "$INVENTORY/hosts.generated.yml"
+    rm -f "$INVENTORY/hosts.generated.yml" "$STATE/topology"
     # Facts cached for these hosts (ansible.cfg: jsonfile, 2 h) would describe machines that no
     # longer exist, and a new sandbox would skip gathering its own.
     sed -n 's/^ *- name: *//p' "$SPEC" | while read -r host; do rm -f ".cache/facts/$host"; done
@@ -93,7 +113,7 @@ case "$cmd" in
     "${TESTHOSTS[@]}" status --lab "$lab"
     ;;
   *)
-    echo "usage: $0 up [ansible-playbook args] | down | status" >&2
+    echo "usage: $0 up [--topology single|ha] [ansible-playbook args] | down | status" >&2
     exit 2
     ;;
 esac

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import datetime
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.autodealgenie.ops.plugins.module_utils.adg_http import (
+    HttpClient,
     HttpError,
     ModuleFailure,
     client_from_module,
+    client_options,
     get_or_none,
     http_argument_spec,
     run_module,
@@ -79,6 +82,21 @@ options:
       the silence POST itself).
     type: int
     default: 3
+  verify_urls:
+    description:
+      - Base URLs of further Alertmanagers of the same cluster (gossip) that must show the result before the
+        module returns - the created or updated silence live with its end, or the expired ones no longer
+        live. One write to O(url) is enough in a cluster; this proves the others have it.
+      - The same connection options as for O(url) are used. O(url) itself may be listed (it is skipped).
+      - Not in check mode (nothing was written).
+    type: list
+    elements: str
+    default: []
+  verify_timeout:
+    description: Seconds to wait for every O(verify_urls) Alertmanager to show the result; the module fails
+      after that, naming the ones that did not.
+    type: float
+    default: 60
 extends_documentation_fragment:
   - autodealgenie.ops.adg_http
   - autodealgenie.ops.adg_http.alertmanager
@@ -143,6 +161,11 @@ matchers:
   type: list
   elements: str
   sample: ['instance="app1"']
+verified:
+  description: Each O(verify_urls) Alertmanager and the seconds until it showed the result (gossip delay).
+  returned: when O(verify_urls) is set and not in check mode
+  type: dict
+  sample: {"http://10.0.0.2:9093": 0.42}
 """
 
 LIVE_STATES = ("active", "pending")
@@ -277,6 +300,59 @@ def absent(module, client, matchers):
     return result
 
 
+def shows_result(client, result, state):
+    """Whether this Alertmanager shows the module's result: the silence live with the same end
+    (present), or none of the expired silences live any more (absent)."""
+    if state == "present":
+        found = silence_by_id(client, result["silence_id"])
+        if found is None or not is_live(found):
+            return False
+        wanted = parse_rfc3339(result["silence"]["endsAt"])
+        return abs(parse_rfc3339(found["endsAt"]) - wanted) <= END_TOLERANCE
+    for silence_id in result.get("expired_ids") or []:
+        found = silence_by_id(client, silence_id)
+        if found is not None and is_live(found):
+            return False
+    return True
+
+
+def verify_on_peers(module, result, state, clock=time.monotonic, sleep=time.sleep):
+    """Wait until every verify_urls Alertmanager shows the result; returns {url: seconds}."""
+    params = module.params
+    own = params["url"].rstrip("/")
+    urls = [u.rstrip("/") for u in params["verify_urls"] if u.rstrip("/") != own]
+    if not urls or module.check_mode or (state == "present" and not result.get("silence_id")):
+        return None
+    options = dict(client_options(params), retries=0)
+    clients = {url: HttpClient(url, **options) for url in urls}
+    started = clock()
+    deadline = started + params["verify_timeout"]
+    verified, last_error = {}, {}
+    while True:
+        for url, client in clients.items():
+            if url in verified:
+                continue
+            try:
+                if shows_result(client, result, state):
+                    verified[url] = round(clock() - started, 3)
+            except HttpError as exc:
+                last_error[url] = str(exc)
+        if len(verified) == len(clients) or clock() >= deadline:
+            break
+        sleep(0.2)
+    missing = [url for url in urls if url not in verified]
+    if missing:
+        raise ModuleFailure(
+            "after {:g}s these Alertmanagers do not show the {}: {}".format(
+                params["verify_timeout"],
+                "silence " + str(result.get("silence_id")) if state == "present" else "expired silences",
+                ", ".join(url + (f" ({last_error[url]})" if url in last_error else "") for url in missing),
+            ),
+            **dict(result, verified=verified),
+        )
+    return verified
+
+
 def run(module, client):
     params = module.params
     matchers = [parse_matcher(m) for m in params["matchers"]]
@@ -284,7 +360,11 @@ def run(module, client):
         raise ModuleFailure("set matchers (or id)")
     if matchers and all(m["isRegex"] and m["value"] in (".*", "") for m in matchers):
         raise ModuleFailure("refusing a silence whose matchers match every alert")
-    return (present if params["state"] == "present" else absent)(module, client, matchers)
+    result = (present if params["state"] == "present" else absent)(module, client, matchers)
+    verified = verify_on_peers(module, result, params["state"])
+    if verified is not None:
+        result["verified"] = verified
+    return result
 
 
 def main():
@@ -298,6 +378,8 @@ def main():
         starts_at={"type": "str"},
         comment={"type": "str"},
         created_by={"type": "str", "default": "ansible"},
+        verify_urls={"type": "list", "elements": "str", "default": []},
+        verify_timeout={"type": "float", "default": 60.0},
     )
     module = AnsibleModule(
         argument_spec=spec, supports_check_mode=True, mutually_exclusive=[("duration", "ends_at")]

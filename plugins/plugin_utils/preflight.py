@@ -518,6 +518,76 @@ def port_collisions(host: str, ports: Mapping[str, Any]) -> list[Problem]:
     return found
 
 
+def ha_topology_problems(
+    groups: Mapping[str, list[str]], resolve: Callable[[str, str], Any]
+) -> list[Problem]:
+    """The HA topology's shape, chosen by inventory groups: a consensus that can lose a member,
+    something to fail over to, and one address for the load balancers to share."""
+    found: list[Problem] = []
+
+    def members(group: str) -> list[str]:
+        return list(groups.get(group) or [])
+
+    etcd, postgres, sentinels, lbs = (
+        members("etcd"),
+        members("postgres"),
+        members("redis_sentinel"),
+        members("lb"),
+    )
+    if etcd:
+        if len(etcd) < 3 or len(etcd) % 2 == 0:
+            found.append(
+                Problem(
+                    INVENTORY,
+                    "groups['etcd']",
+                    f"has {len(etcd)} hosts: etcd needs an odd number, at least 3, to keep a quorum "
+                    "after losing one",
+                )
+            )
+        if len(postgres) < 2:
+            found.append(
+                Problem(
+                    INVENTORY,
+                    "groups['postgres']",
+                    f"has {len(postgres)} host(s) while an etcd group selects Patroni: it needs at least "
+                    "2 (3 for synchronous_mode to keep a synchronous standby after losing one)",
+                )
+            )
+    if sentinels:
+        if len(sentinels) < 3:
+            found.append(
+                Problem(
+                    INVENTORY,
+                    "groups['redis_sentinel']",
+                    f"has {len(sentinels)} hosts: Sentinel needs at least 3 so that a majority "
+                    "(the quorum) survives losing one",
+                )
+            )
+        if len(members("redis")) < 2:
+            found.append(
+                Problem(
+                    INVENTORY,
+                    "groups['redis']",
+                    "needs at least 2 hosts (a replica to promote) with Sentinels",
+                )
+            )
+    if lbs:
+        if len(lbs) < 2:
+            found.append(
+                Problem(INVENTORY, "groups['lb']", "has 1 host: a keepalived VIP needs at least 2 to move")
+            )
+        try:
+            vip = resolve(lbs[0], "adg_api_vip")
+            ipaddress.ip_address(str(vip))
+        except (Unresolved, ValueError) as exc:
+            found.append(
+                Problem(
+                    lbs[0], "adg_api_vip", f"must be the API's virtual IP address (lb hosts exist): {exc}"
+                )
+            )
+    return found
+
+
 @dataclass
 class Deployment:
     """Everything the checks read, behind callbacks so tests can feed plain data.
@@ -616,6 +686,7 @@ def find_problems(deployment: Deployment) -> list[Problem]:
         except Unresolved as exc:
             addresses[host] = exc
     found += address_problems(addresses, d.address_var, d.resolve_name)
+    found += ha_topology_problems(d.groups, d.resolve)
 
     return sorted(set(found))
 

@@ -223,8 +223,10 @@ class Prometheus(_Process):
         alertmanagers=(),
         scrape_interval="1s",
         evaluation_interval="1s",
+        remote_write=(),
     ):
-        """(Re)write prometheus.yml and the rule files ({file name: rules dict}); call reload() after."""
+        """(Re)write prometheus.yml and the rule files ({file name: rules dict}); call reload() after.
+        ``remote_write``: URLs to send every sample to."""
         names = []
         for file_name, content in (rule_files or {}).items():
             (self.workdir / file_name).write_text(json.dumps(content, indent=1))
@@ -240,6 +242,8 @@ class Prometheus(_Process):
         }
         if alertmanagers:
             config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
+        if remote_write:
+            config["remote_write"] = [{"url": url} for url in remote_write]
         self.config_path.write_text(json.dumps(config, indent=1))
 
     def command(self):
@@ -264,13 +268,15 @@ class Prometheus(_Process):
 
 
 class Alertmanager(_Process):
-    """Real Alertmanager (clustering disabled) with the given config: a dict, or the path of a
-    configuration file that is already written (e.g. a rendered template)."""
+    """Real Alertmanager with the given config: a dict, or the path of a configuration file that
+    is already written (e.g. a rendered template). Clustering is off unless ``gossip`` is true: then
+    it gossips on a loopback port as a one-member cluster (its cluster metrics exist)."""
 
     name = "alertmanager"
 
-    def __init__(self, workdir, config):
+    def __init__(self, workdir, config, gossip=False):
         super().__init__(workdir)
+        self.cluster_listen = f"{LOOPBACK}:{free_port()}" if gossip else ""
         self.binary = _binary("ADG_ALERTMANAGER_BIN", "prometheus-alertmanager", "alertmanager")
         if isinstance(config, (str, os.PathLike)):
             self.config_path = Path(config)
@@ -284,7 +290,7 @@ class Alertmanager(_Process):
             f"--config.file={self.config_path}",
             f"--storage.path={self.workdir / 'data'}",
             f"--web.listen-address={self.address}",
-            "--cluster.listen-address=",
+            f"--cluster.listen-address={self.cluster_listen}",
             "--log.level=warn",
         ]
 

@@ -13,6 +13,8 @@ ENVIRONMENTS = ("development", "test", "staging", "production")
 INSECURE_ENVIRONMENTS = ("development", "test")
 DEV_SECRET = "dev-insecure-secret-change-me-0123456789"  # noqa: S105 - refused outside development/test
 ADVISORS = ("builtin", "openai")
+# libpq target_session_attrs (PostgreSQL 14+ libpq; psycopg2-binary bundles a newer one).
+TARGET_SESSION_ATTRS = ("any", "read-write", "read-only", "primary", "standby", "prefer-standby")
 LOG_FORMATS = ("json", "text")  # logs.py
 
 
@@ -57,6 +59,12 @@ class Config:
     postgres_statement_timeout_ms: int = 5000
     postgres_pool_min: int = 1
     postgres_pool_max: int = 10
+    # "" = read-write when POSTGRES_HOST lists several hosts (libpq multi-host), else any.
+    postgres_target_session_attrs: str = ""
+    postgres_keepalives_idle: int = 10
+    postgres_keepalives_interval: int = 5
+    postgres_keepalives_count: int = 3
+    postgres_tcp_user_timeout_ms: int = 10000
 
     redis_host: str = "127.0.0.1"
     redis_port: int = 6379
@@ -65,6 +73,11 @@ class Config:
     redis_password: str = ""
     redis_timeout: float = 0.5
     redis_retry_interval: float = 5.0
+    # Sentinel discovery (empty = the fixed REDIS_HOST:REDIS_PORT).
+    redis_sentinels: tuple[str, ...] = ()
+    redis_sentinel_master: str = "autodealgenie"
+    redis_sentinel_username: str = ""
+    redis_sentinel_password: str = ""
 
     mongodb_url: str = "mongodb://127.0.0.1:27017"
     mongodb_db_name: str = "autodealgenie"
@@ -95,9 +108,31 @@ class Config:
     metrics_basic_auth_password: str = ""
 
     @property
+    def postgres_hosts(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.postgres_host.split(","))
+
+    @property
+    def postgres_session_attrs(self) -> str:
+        """The effective target_session_attrs: the setting, else read-write for several hosts."""
+        if self.postgres_target_session_attrs:
+            return self.postgres_target_session_attrs
+        return "read-write" if len(self.postgres_hosts) > 1 else ""
+
+    @property
+    def redis_sentinel_addresses(self) -> tuple[tuple[str, int], ...]:
+        """REDIS_SENTINELS as (host, port) pairs; raises ValueError on a malformed entry."""
+        found = []
+        for entry in self.redis_sentinels:
+            host, sep, port = entry.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{entry!r} is not host:port")
+            found.append((host.strip("[]"), int(port)))
+        return tuple(found)
+
+    @property
     def postgres_dsn_params(self) -> dict:
-        return {
-            "host": self.postgres_host,
+        params = {
+            "host": ",".join(self.postgres_hosts),
             "port": self.postgres_port,
             "dbname": self.postgres_db,
             "user": self.postgres_user,
@@ -105,7 +140,18 @@ class Config:
             "sslmode": self.postgres_sslmode,
             "connect_timeout": max(2, self.postgres_connect_timeout),
             "application_name": "autodealgenie",
+            # A dead server (a powered-off leader) is noticed on an idle connection after
+            # idle + interval x count seconds, and on one waiting for an answer after tcp_user_timeout,
+            # instead of after minutes of TCP retransmits.
+            "keepalives": 1,
+            "keepalives_idle": self.postgres_keepalives_idle,
+            "keepalives_interval": self.postgres_keepalives_interval,
+            "keepalives_count": self.postgres_keepalives_count,
+            "tcp_user_timeout": self.postgres_tcp_user_timeout_ms,
         }
+        if self.postgres_session_attrs:
+            params["target_session_attrs"] = self.postgres_session_attrs
+        return params
 
     @property
     def metrics_networks(self) -> tuple:
@@ -186,10 +232,40 @@ class Config:
         except ValueError as exc:
             found.append(f"METRICS_ALLOWED_CIDRS: {exc}")
         found.extend(self._proxy_problems())
+        found.extend(self._ha_problems())
         if bool(self.metrics_basic_auth_username) != bool(self.metrics_basic_auth_password):
             found.append("set both METRICS_BASIC_AUTH_USERNAME and METRICS_BASIC_AUTH_PASSWORD, or neither")
         if self.password_hash_memory_kib < 8 or self.password_hash_time_cost < 1:
             found.append("PASSWORD_HASH_MEMORY_KIB >= 8 and PASSWORD_HASH_TIME_COST >= 1 required")
+        return found
+
+    def _ha_problems(self) -> list[str]:
+        found = []
+        if any(not host for host in self.postgres_hosts):
+            found.append(f"POSTGRES_HOST={self.postgres_host!r}: an empty host in the comma-separated list")
+        if (
+            self.postgres_target_session_attrs
+            and self.postgres_target_session_attrs not in TARGET_SESSION_ATTRS
+        ):
+            found.append(f"POSTGRES_TARGET_SESSION_ATTRS must be one of {', '.join(TARGET_SESSION_ATTRS)}")
+        if len(self.postgres_hosts) > 1 and self.postgres_session_attrs in ("any", "read-only", "standby"):
+            found.append(
+                f"POSTGRES_HOST lists {len(self.postgres_hosts)} hosts but POSTGRES_TARGET_SESSION_ATTRS="
+                f"{self.postgres_session_attrs}: writes could reach a replica (use read-write or primary)"
+            )
+        for name in ("postgres_keepalives_idle", "postgres_keepalives_interval", "postgres_keepalives_count"):
+            if getattr(self, name) < 1:
+                found.append(f"{name.upper()} must be at least 1")
+        if self.postgres_tcp_user_timeout_ms < 0:
+            found.append("POSTGRES_TCP_USER_TIMEOUT_MS must be 0 (the kernel's default) or more")
+        try:
+            self.redis_sentinel_addresses  # noqa: B018 - parse to validate
+        except ValueError as exc:
+            found.append(f"REDIS_SENTINELS: {exc} (a comma-separated list of host:port)")
+        if self.redis_sentinels and not self.redis_sentinel_master:
+            found.append("REDIS_SENTINEL_MASTER must name the monitored master when REDIS_SENTINELS is set")
+        if bool(self.redis_sentinel_username) and not self.redis_sentinel_password:
+            found.append("REDIS_SENTINEL_USERNAME needs REDIS_SENTINEL_PASSWORD")
         return found
 
     def _proxy_problems(self) -> list[str]:

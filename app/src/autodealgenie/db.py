@@ -8,6 +8,7 @@ import time
 from contextlib import contextmanager
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extras
 import psycopg2.pool
 
@@ -24,8 +25,8 @@ def connect_params(config: Config, statement_timeout_ms: int | None = None) -> d
     params = dict(config.postgres_dsn_params)
     timeout = config.postgres_statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
     params["options"] = f"-c statement_timeout={int(timeout)}"
-    # Detect a dead server on an established connection instead of hanging on TCP retransmits.
-    params.update(keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3)
+    # Keepalives and tcp_user_timeout (config.postgres_dsn_params) detect a dead server on an
+    # established connection instead of hanging on TCP retransmits.
     return params
 
 
@@ -62,9 +63,7 @@ class Database:
             idle_since = self._last_used.get(id(conn))
             if idle_since is not None and time.monotonic() - idle_since > PRE_PING_AFTER_SECONDS:
                 try:
-                    with conn.cursor() as cur:
-                        cur.execute("SELECT 1")
-                    conn.rollback()
+                    self._ping(conn)
                 except psycopg2.Error:
                     self._last_used.pop(id(conn), None)
                     pool.putconn(conn, close=True)
@@ -74,6 +73,17 @@ class Database:
             raise ServiceUnavailable("Database") from exc
         return pool, conn
 
+    def _ping(self, conn) -> None:
+        """SELECT 1; with read-write required, a server now in recovery counts as dead too."""
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_is_in_recovery()")
+            in_recovery = cur.fetchone()[0]
+        conn.rollback()
+        if in_recovery and self._config.postgres_session_attrs in ("read-write", "primary"):
+            # A demoted leader (Patroni failover) that kept its connections: reconnect, and libpq's
+            # target_session_attrs finds the new leader.
+            raise psycopg2.OperationalError("the server is in recovery (no longer the leader)")
+
     @contextmanager
     def connection(self):
         """A connection for one unit of work: committed on success, rolled back on error."""
@@ -82,7 +92,8 @@ class Database:
         try:
             yield conn
             conn.commit()
-        except psycopg2.OperationalError as exc:
+        except (psycopg2.OperationalError, psycopg2.errors.ReadOnlySqlTransaction) as exc:
+            # ReadOnlySqlTransaction: this connection reached a server that is (now) a replica.
             broken = True
             log.warning("postgres connection failed: %s", exc)
             raise ServiceUnavailable("Database") from exc

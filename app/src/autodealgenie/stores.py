@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 import pymongo
 import pymongo.errors
 import redis
+import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -58,22 +59,58 @@ class Breaker:
 
 
 class RedisStore:
+    """Redis at REDIS_HOST:REDIS_PORT, or the master the Sentinels name (REDIS_SENTINELS).
+
+    With Sentinels every new connection asks them for the master, and a connection still open to a
+    demoted master fails on its first write (READONLY: redis-py drops it and the pool reconnects),
+    so after a failover the worker reaches the new master once the breaker's retry interval is
+    over, without a restart.
+    """
+
     def __init__(self, config: Config):
         self.config = config
+        self._sentinel = self._new_sentinel(config.redis_timeout) if config.redis_sentinels else None
         self.client = self._new_client(config.redis_timeout, decode_responses=True, health_check_interval=30)
         self.breaker = Breaker("redis", config.redis_retry_interval)
         self._error_logged_until = 0.0
 
-    def _new_client(self, timeout: float, **options) -> redis.Redis:
+    def _client_options(self, timeout: float) -> dict:
+        return {
+            "db": self.config.redis_db,
+            "username": self.config.redis_username or None,
+            "password": self.config.redis_password or None,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            "retry": Retry(
+                NoBackoff(), 0
+            ),  # fail fast: the breaker, not retries with backoff, handles outages
+        }
+
+    def _new_sentinel(self, timeout: float) -> redis.sentinel.Sentinel:
+        return redis.sentinel.Sentinel(
+            list(self.config.redis_sentinel_addresses),
+            sentinel_kwargs={
+                "username": self.config.redis_sentinel_username or None,
+                "password": self.config.redis_sentinel_password or None,
+                "socket_timeout": timeout,
+                "socket_connect_timeout": timeout,
+                "retry": Retry(NoBackoff(), 0),
+            },
+        )
+
+    def _new_client(self, timeout: float, sentinel=None, **options) -> redis.Redis:
+        sentinel = sentinel or self._sentinel
+        if sentinel is not None:
+            return sentinel.master_for(
+                self.config.redis_sentinel_master,
+                redis_class=redis.Redis,
+                **self._client_options(timeout),
+                **options,
+            )
         return redis.Redis(
             host=self.config.redis_host,
             port=self.config.redis_port,
-            db=self.config.redis_db,
-            username=self.config.redis_username or None,
-            password=self.config.redis_password or None,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 0),  # fail fast: the breaker, not retries with backoff, handles outages
+            **self._client_options(timeout),
             **options,
         )
 
@@ -133,13 +170,19 @@ class RedisStore:
             _cache_duration("set", cache_name).observe(time.perf_counter() - start)
 
     def check(self, timeout: float) -> bool:
-        probe = self._new_client(timeout)
+        # A probe of its own (Sentinels asked afresh too), so a hung connection of the pool, or a
+        # Sentinel slow to answer, cannot hold it beyond the health check's timeout.
+        sentinel = self._new_sentinel(timeout) if self._sentinel is not None else None
+        probe = self._new_client(timeout, sentinel=sentinel)
         try:
             healthy = bool(probe.ping())
         except redis.RedisError:
             return False
         finally:
             probe.close()
+            if sentinel is not None:
+                for node in sentinel.sentinels:
+                    node.close()
         self.breaker.reset()
         return healthy
 

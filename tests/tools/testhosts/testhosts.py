@@ -806,6 +806,21 @@ def check_subnet_free(spec: LabSpec) -> None:
         )
 
 
+# Every booted host's systemd (and its services: journald, udev, dbus...) takes inotify instances
+# from root's shared per-user limit, Debian's default 128: with a dozen hosts booted across labs,
+# services fail at start with "Too many open files". Raised, never lowered.
+INOTIFY_LIMITS = {"max_user_instances": 1024, "max_user_watches": 524288}
+
+
+def ensure_host_limits() -> None:
+    for name, wanted in INOTIFY_LIMITS.items():
+        path = Path("/proc/sys/fs/inotify") / name
+        with contextlib.suppress(OSError, ValueError):
+            if int(path.read_text()) < wanted:
+                path.write_text(f"{wanted}\n")
+                log(f"fs.inotify.{name} raised to {wanted} (booted hosts share root's limit)")
+
+
 def ensure_network(spec: LabSpec) -> None:
     bridge, table = spec.bridge, nft_table_name(spec.lab)
     if not link_exists(bridge):
@@ -925,6 +940,26 @@ def nspawn_pids(machine_dir: Path) -> list[int]:
         if argv and argv[0].endswith(b"systemd-nspawn") and target.encode() in argv:
             pids.append(int(proc.name))
     return pids
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Every process below ``pid`` (children first found, then theirs), from /proc/*/stat."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            # the command name (field 2) may hold spaces and parentheses: ppid follows the last ')'
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(proc.name))
+    found, queue = [], list(children.get(pid, []))
+    while queue:
+        child = queue.pop(0)
+        found.append(child)
+        queue.extend(children.get(child, []))
+    return found
 
 
 def rooted_pids(directory: Path) -> list[int]:
@@ -1265,6 +1300,7 @@ def cmd_create(args: argparse.Namespace, state: State) -> int:
         image, build_seconds = ensure_image(state, gather_image_inputs(spec.suite, args.mirror))
         log(f"image: {describe_build(build_seconds)} ({image.parent.name})")
         ensure_key(state)
+        ensure_host_limits()
         ensure_network(spec)
         state.lab_dir(spec.lab).mkdir(parents=True, exist_ok=True)
         state.lab_file(spec.lab).write_text(json.dumps(spec.to_json(), indent=2) + "\n")
@@ -1346,6 +1382,67 @@ def cmd_destroy(args: argparse.Namespace, state: State) -> int:
         raise TesthostsError("give --lab NAME (repeatable) or --all")
     for lab in sorted(labs):
         destroy_lab(state, lab)
+    return 0
+
+
+def _lab_hosts(state: State, lab: str, names: list[str]) -> tuple[LabSpec, list[HostSpec]]:
+    spec = load_lab(state, lab)
+    if not spec:
+        raise TesthostsError(f"no lab {lab!r}")
+    known = {h.name: h for h in spec.hosts}
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise TesthostsError(f"lab {lab} has no host(s) {unknown}; it has {sorted(known)}")
+    return spec, [known[n] for n in names]
+
+
+def cmd_poweroff(args: argparse.Namespace, state: State) -> int:
+    """Fault drills: take hosts away. --hard is a pulled plug (every process SIGKILLed at once, no
+    shutdown, the veth gone with the namespace); without it, a clean systemd shutdown."""
+    require_root_and_tools(["ip"])
+    _, hosts = _lab_hosts(state, args.lab, args.name)
+    with flocked(state.lab_lock(args.lab), f"lab {args.lab}"):
+        started = time.monotonic()
+        for host in hosts:
+            machine_dir = state.machine_dir(args.lab, host.name)
+            if args.hard:
+                # The machine's init (a child of nspawn, PID 1 of its own PID namespace) first: its
+                # SIGKILL takes every process of the namespace with it; then whatever else is below
+                # nspawn, then nspawn. Killing nspawn alone would leave the payload running.
+                for pid in nspawn_pids(machine_dir):
+                    for victim in [*descendant_pids(pid), pid]:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.kill(victim, signal.SIGKILL)
+                kill_orphans(machine_dir)
+            else:
+                stop_machines(state, args.lab, [host.name])
+        for host in hosts:
+            while host_running(state, args.lab, host.name):
+                time.sleep(0.1)
+            clean_machine_leftovers(state, args.lab, host.name)
+        how = "killed (hard)" if args.hard else "shut down"
+        log(f"lab {args.lab}: {how} {', '.join(h.name for h in hosts)} in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+def cmd_poweron(args: argparse.Namespace, state: State) -> int:
+    """Boot powered-off hosts of an existing lab again, from their machine directories (their data
+    kept, as a VM that is switched back on), and wait for SSH."""
+    require_root_and_tools(["systemd-nspawn", "ip", "ssh"])
+    spec, hosts = _lab_hosts(state, args.lab, args.name)
+    with flocked(state.lab_lock(args.lab), f"lab {args.lab}"):
+        booting = []
+        for host in hosts:
+            if host_running(state, args.lab, host.name):
+                log(f"{host.name}: already running")
+                continue
+            if not state.machine_dir(args.lab, host.name).exists():
+                raise TesthostsError(f"{host.name}: no machine directory (run create)")
+            boot_machine(state, spec, host)
+            booting.append(host)
+        if booting:
+            boot = wait_for_ssh(state, spec, booting, args.boot_timeout)
+            log("boot: " + ", ".join(f"{n} {s:.1f}s" for n, s in sorted(boot.items())))
     return 0
 
 
@@ -1461,6 +1558,20 @@ def build_parser() -> argparse.ArgumentParser:
     destroy.add_argument("--lab", action="append", help="lab name (repeatable)")
     destroy.add_argument("--all", action="store_true", help="every lab, including leftovers without state")
     destroy.set_defaults(func=cmd_destroy)
+
+    poweroff = sub.add_parser("poweroff", help="power hosts of a lab off (drills); --hard: pull the plug")
+    poweroff.add_argument("--lab", required=True)
+    poweroff.add_argument("--hard", action="store_true", help="SIGKILL everything at once, no shutdown")
+    poweroff.add_argument("name", nargs="+")
+    poweroff.set_defaults(func=cmd_poweroff)
+
+    poweron = sub.add_parser("poweron", help="boot powered-off hosts of a lab again, data kept")
+    poweron.add_argument("--lab", required=True)
+    poweron.add_argument("name", nargs="+")
+    poweron.add_argument(
+        "--boot-timeout", type=float, default=BOOT_TIMEOUT, help="seconds (default %(default)s)"
+    )
+    poweron.set_defaults(func=cmd_poweron)
 
     status = sub.add_parser("status", help="show labs and hosts")
     status.add_argument("--lab", action="append")

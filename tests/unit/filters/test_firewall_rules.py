@@ -43,7 +43,9 @@ def test_duplicate_sources_collapse_and_empty_groups_open_nothing():
         ([{"port": 80, "from_group": ["app"]}], "unknown keys"),
         ([{"port": "http", "from_groups": ["app"]}], "not a number"),
         ([{"port": 70000, "from_groups": ["app"]}], "outside 1-65535"),
-        ([{"port": 80, "proto": "icmp", "from_groups": ["app"]}], "tcp or udp"),
+        ([{"port": 80, "proto": "icmp", "from_groups": ["app"]}], "tcp, udp or vrrp"),
+        ([{"port": 112, "proto": "vrrp", "from_groups": ["app"]}], "vrrp has no port"),
+        ([{"proto": "udp", "from_groups": ["app"]}], "at least 'port'"),
         ([{"port": 80}], "from_groups and/or from_cidrs"),
         ([{"port": 80, "from_cidrs": ["10.0.0.300"]}], "not an IP address"),
         ([{"port": 80, "from_groups": "app"}], "must be lists"),
@@ -53,6 +55,19 @@ def test_invalid_entries_name_the_variable(entries, message):
     with pytest.raises(AnsibleFilterError, match=message) as info:
         rules({"firewall_allow_bad": entries}, MEMBERS, ADDRESSES)
     assert "firewall_allow_bad" in str(info.value)
+
+
+def test_vrrp_is_an_ip_protocol_without_a_port():
+    allow = {"firewall_allow_vrrp": [{"proto": "vrrp", "from_groups": ["app"], "to_groups": ["app"]}]}
+    assert rules(allow, MEMBERS, ADDRESSES, ["app"]) == [
+        {"name": "firewall_allow_vrrp", "port": None, "proto": "vrrp",
+         "ipv4": ["10.1.0.11/32", "10.1.0.12/32"], "ipv6": []},
+    ]  # fmt: skip
+    assert rules(allow, MEMBERS, ADDRESSES, ["monitoring"]) == []
+    (closed,) = rules(
+        {"firewall_allow_vrrp": [{"proto": "vrrp", "from_groups": ["empty"]}]}, MEMBERS, ADDRESSES
+    )
+    assert closed["ipv4"] == [] and closed["port"] is None
 
 
 def test_host_without_address_is_an_error():

@@ -52,6 +52,20 @@ EXPECTED_ALERTS = {
     # SLO burn rates (slo.yml): page on a fast burn, ticket on a slow one
     "SLOErrorBudgetBurnFast": ("critical", "backend"),
     "SLOErrorBudgetBurnSlow": ("warning", "backend"),
+    # the HA topology (ha.yml): Patroni + etcd, Redis Sentinel, HAProxy, the monitoring pair
+    "PatroniNoLeader": ("critical", "database"),
+    "PatroniLeaderChanged": ("warning", "database"),
+    "PostgreSQLReplicationLagHigh": ("warning", "database"),
+    "PostgreSQLReplicaMissing": ("warning", "database"),
+    "EtcdMemberDown": ("warning", "database"),
+    "EtcdNoLeader": ("critical", "database"),
+    "RedisMasterMissing": ("critical", "cache"),
+    "RedisReplicasDisconnected": ("warning", "cache"),
+    "HAProxyBackendDown": ("warning", "backend"),
+    "HAProxyNoBackend": ("critical", "backend"),
+    "AlertmanagerClusterDegraded": ("warning", "infrastructure"),
+    "PrometheusReplicaDown": ("warning", "infrastructure"),
+    "PrometheusRemoteWriteBehind": ("warning", "infrastructure"),
 }
 # Alerts meant to fire always (their expression reads no series, e.g. vector(1)): a promtool case
 # where they stay quiet would contradict their purpose.
@@ -61,6 +75,7 @@ DASHBOARD_UIDS = {
     "business-metrics": "autodealgenie-business-metrics",
     "database-performance": "autodealgenie-database-performance",
     "slo": "autodealgenie-slo",
+    "high-availability": "autodealgenie-ha",
 }
 # The template variables every dashboard offers, and the matcher each panel query applies them with.
 VARIABLE_MATCHERS = {"job": ("=~", "$job"), "instance": ("=~", "$instance")}

@@ -118,6 +118,12 @@ PACKAGED_UNITS = {
     "prometheus-alertmanager.service",
     "grafana-server.service",
     "pgbackrest-backup@diff.service",
+    # the HA topology's Debian units
+    "etcd.service",
+    "patroni@15-main.service",
+    "redis-sentinel.service",
+    "haproxy.service",
+    "keepalived.service",
 }
 # Units of the base system (and Debian's umbrella postgresql.service) that must stay out.
 OTHER_UNITS = {

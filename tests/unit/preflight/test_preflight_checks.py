@@ -630,3 +630,52 @@ def test_a_backup_host_is_optional_but_its_passphrase_must_be_real():
     assert reasons(weak) == {("backup1", "pgbackrest_cipher_pass"): "is shorter than 20 characters"}
     strong = deployment(layout=layout, per_host={"backup1": {"pgbackrest_cipher_pass": "Zq8" * 10}})
     assert pf.find_problems(strong) == []
+
+
+# --- the HA topology's shape (ha_topology_problems) ----------------------------------------------
+
+
+def _ha_groups(**sizes: int) -> dict[str, list[str]]:
+    return {group: [f"{group}{i}" for i in range(1, n + 1)] for group, n in sizes.items()}
+
+
+def _vip(value):
+    def resolve(host, var):
+        assert var == "adg_api_vip"
+        if value is None:
+            raise pf.Unresolved("undefined")
+        return value
+
+    return resolve
+
+
+def test_the_full_ha_shape_passes():
+    groups = _ha_groups(etcd=3, postgres=3, redis=3, redis_sentinel=3, lb=2)
+    assert pf.ha_topology_problems(groups, _vip("10.0.0.100")) == []
+
+
+def test_the_single_host_topology_has_no_ha_checks():
+    assert pf.ha_topology_problems(_ha_groups(postgres=1, redis=1), _vip(None)) == []
+
+
+@pytest.mark.parametrize(
+    ("sizes", "variable", "reason"),
+    [
+        ({"etcd": 2, "postgres": 3}, "groups['etcd']", "odd number, at least 3"),
+        ({"etcd": 1, "postgres": 3}, "groups['etcd']", "odd number, at least 3"),
+        ({"etcd": 3, "postgres": 1}, "groups['postgres']", "at least 2"),
+        ({"redis_sentinel": 2, "redis": 3}, "groups['redis_sentinel']", "at least 3"),
+        ({"redis_sentinel": 3, "redis": 1}, "groups['redis']", "a replica to promote"),
+        ({"lb": 1}, "groups['lb']", "at least 2"),
+    ],
+)
+def test_an_ha_group_too_small_to_fail_over_is_reported(sizes, variable, reason):
+    problems = pf.ha_topology_problems(_ha_groups(**sizes), _vip("10.0.0.100"))
+    assert [p.var for p in problems] == [variable]
+    assert reason in problems[0].reason
+
+
+@pytest.mark.parametrize("vip", [None, "", "lb.example.internal"])
+def test_load_balancers_need_a_vip_address(vip):
+    problems = pf.ha_topology_problems(_ha_groups(lb=2), _vip(vip))
+    assert [(p.host, p.var) for p in problems] == [("lb1", "adg_api_vip")]

@@ -112,6 +112,26 @@ def test_lab_spec_json_round_trip():
     assert th.LabSpec.from_json(spec.to_json()) == spec
 
 
+def test_power_commands_name_hosts_of_an_existing_lab_only(tmp_path):
+    state = th.State(tmp_path)
+    spec = th.build_lab_spec("drill", "172.30.29.0/24", "bookworm", hosts("db1:postgres", "db2:postgres"))
+    state.lab_dir("drill").mkdir(parents=True)
+    state.lab_file("drill").write_text(th.json.dumps(spec.to_json()))
+    _, chosen = th._lab_hosts(state, "drill", ["db2"])
+    assert [h.name for h in chosen] == ["db2"]
+    with pytest.raises(th.TesthostsError, match=r"no host\(s\) \['db3'\]"):
+        th._lab_hosts(state, "drill", ["db3"])
+    with pytest.raises(th.TesthostsError, match="no lab 'other'"):
+        th._lab_hosts(state, "other", ["db1"])
+
+
+def test_poweroff_parses_hard_and_several_hosts():
+    args = th.build_parser().parse_args(["poweroff", "--lab", "ha", "--hard", "data1", "data2"])
+    assert (args.func, args.lab, args.hard, args.name) == (th.cmd_poweroff, "ha", True, ["data1", "data2"])
+    args = th.build_parser().parse_args(["poweron", "--lab", "ha", "data1"])
+    assert (args.func, args.name) == (th.cmd_poweron, ["data1"])
+
+
 # --- subnet collisions ----------------------------------------------------------------------------
 
 ROUTES = [

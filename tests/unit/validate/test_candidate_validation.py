@@ -34,9 +34,12 @@ COVERED = [
     "alertmanager",
     "blackbox_exporter",
     "common",
+    "etcd",
     "grafana",
+    "haproxy",
     "journal_remote",
     "journal_upload",
+    "keepalived",
     "mongodb",
     "mongodb_exporter",
     "node_exporter",
@@ -46,7 +49,9 @@ COVERED = [
     "prometheus",
     "redis",
     "redis_exporter",
+    "redis_sentinel",
     "shared",
+    "victoriametrics",
 ]
 _CHECKERS_TASK = (
     "Install the candidate checkers (systemd units, env files, PostgreSQL, mongod, Grafana, exporter queries)"
@@ -81,6 +86,7 @@ NO_CHECKER = {
     ): "pgbackrest has no offline config check; run.yml's check runs it",
     ("pgbackrest", "Install the metrics writer"): "a program shipped with the role",
     ("redis", "Install the candidate-config checker and the RDB-to-AOF converter"): "programs",
+    ("redis_sentinel", "Install the candidate-config checker"): "a program shipped with the role",
     ("shared", "Stamp the venv with the wheel set and install list it has"): "a stamp read by creates:",
     (
         "common",
