@@ -6,15 +6,12 @@ one Alertmanager cluster, remote_write and the VictoriaMetrics datasource."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-ANSIBLE = Path(sys.executable).with_name("ansible")
+from tests.support.paths import ansible_values
+
 VARS = [
     "prometheus_external_labels",
     "prometheus_alert_drop_labels",
@@ -29,34 +26,11 @@ VARS = [
 
 
 def values(tmp_path: Path, groups: dict) -> dict:
+    """Each monitoring host's VARS, templated by Ansible (tests/support/paths.ansible_values)."""
     inventory = tmp_path / "hosts.json"
     inventory.write_text(json.dumps({"all": {"children": groups}}))
-    msg = "{{ {" + ", ".join(f"'{v}': {v}" for v in VARS) + "} | to_json }}"
-    run = subprocess.run(
-        [str(ANSIBLE), "-i", str(inventory), "monitoring", "-m", "ansible.builtin.debug", "-a", f"msg={msg}"],
-        cwd=REPO,
-        env=dict(
-            os.environ,
-            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-            ANSIBLE_STDOUT_CALLBACK="json",
-            ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_CALLBACKS_ENABLED="ansible.builtin.minimal",
-        ),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert run.returncode == 0, run.stdout + run.stderr
-    document, _ = json.JSONDecoder().raw_decode(
-        run.stdout[run.stdout.index("\n{") + 1 :] if not run.stdout.startswith("{") else run.stdout
-    )
-    hosts = {name: result for task in document["plays"][0]["tasks"] for name, result in task["hosts"].items()}
-    return {
-        host: json.loads(result["msg"]) if isinstance(result["msg"], str) else result["msg"]
-        for host, result in hosts.items()
-    }
+    hosts = groups["monitoring"]["hosts"]
+    return {name: ansible_values(tuple(VARS), str(inventory), name) for name in hosts}
 
 
 def host(address: str) -> dict:
