@@ -109,7 +109,19 @@ def trio(tmp_path):
             "the replica's link",
             lambda: _as_sentinel(ports["replica"]).info("replication")["master_link_status"] == "up",
         )
-        _wait("the Sentinel to see the replica", lambda: len(admin.sentinel_slaves(MASTER)) == 1)
+
+        # Seen is not enough: Sentinel promotes only a replica it has connected to and got a fresh
+        # INFO from, with its link up (else FAILOVER answers NOGOODSLAVE).
+        def promotable() -> bool:
+            replicas = admin.sentinel_slaves(MASTER)
+            return (
+                len(replicas) == 1
+                and replicas[0].get("master-link-status") == "ok"
+                and not replicas[0].get("is_disconnected")
+                and not replicas[0].get("is_sdown")
+            )
+
+        _wait("the Sentinel to see a promotable replica", promotable)
         yield ports, admin
     finally:
         for process in processes:
