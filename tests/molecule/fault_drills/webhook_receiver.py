@@ -30,6 +30,11 @@ class Notification:
     labels: dict
     starts_at: str
     ends_at: str
+    # The message this alert came in: its sequence number here, Alertmanager's groupKey and the
+    # sending Alertmanager's external URL (what tells a pair's duplicate sends apart).
+    message: int = 0
+    group_key: str = ""
+    external_url: str = ""
 
 
 class WebhookReceiver:
@@ -37,6 +42,7 @@ class WebhookReceiver:
 
     def __init__(self, host: str, port: int, on_notification: Callable[[Notification], None] | None = None):
         self._notifications: list[Notification] = []
+        self._messages = 0
         self._cond = threading.Condition()
         self._on_notification = on_notification
         receiver = self
@@ -76,6 +82,9 @@ class WebhookReceiver:
 
     def _record(self, message: dict) -> None:
         now, wall = time.monotonic(), time.time()
+        with self._cond:
+            self._messages += 1
+            sequence = self._messages
         found = [
             Notification(
                 received=now,
@@ -85,6 +94,9 @@ class WebhookReceiver:
                 labels=alert.get("labels", {}),
                 starts_at=alert.get("startsAt", ""),
                 ends_at=alert.get("endsAt", ""),
+                message=sequence,
+                group_key=message.get("groupKey", ""),
+                external_url=message.get("externalURL", ""),
             )
             for alert in message.get("alerts", [])
         ]

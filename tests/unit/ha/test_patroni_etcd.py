@@ -145,3 +145,31 @@ def test_data_playbook_runs_etcd_before_postgresql():
     assert hosts.index("etcd") < hosts.index("postgres")
     defaults = _yaml(ROOT / "playbooks/defaults/data.yml")
     assert defaults["postgresql_patroni"] == "{{ adg_postgresql_ha }}"
+
+
+def test_restore_command_without_pgbackrest_means_not_in_archive(tmp_path):
+    """On a first deploy Patroni starts PostgreSQL before pgBackRest is installed. PostgreSQL runs
+    restore_command with /bin/sh and treats exit 127 ("command not found") as fatal: the guard must
+    answer exit 1 ("not in the archive"). dash's `command -v` answered 127 and stopped the member."""
+    import json
+    import shutil
+    import subprocess
+
+    from tests.support.paths import ansible_values
+
+    if Path("/usr/bin/pgbackrest").exists():
+        pytest.skip("pgbackrest is installed on this controller: the guard's missing case cannot run here")
+    inventory = tmp_path / "hosts.json"
+    inventory.write_text(
+        json.dumps(
+            {"all": {"children": {"backup": {"hosts": {"adg-paths": {"ansible_connection": "local"}}}}}}
+        )
+    )
+    command = ansible_values(("postgresql_restore_command",), inventory=str(inventory))[
+        "postgresql_restore_command"
+    ]
+    assert "archive-get" in command
+    rendered = command.replace("%f", "00000002.history").replace("%p", str(tmp_path / "out"))
+    for shell in filter(None, (shutil.which("dash"), "/bin/sh")):
+        result = subprocess.run([shell, "-c", rendered], capture_output=True, text=True)
+        assert result.returncode == 1, f"{shell}: exit {result.returncode} {result.stderr}"
