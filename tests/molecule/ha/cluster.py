@@ -19,6 +19,8 @@ from pathlib import Path
 
 import redis
 import yaml
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tests.molecule.fault_drills.drills import parse_duration
 
@@ -176,52 +178,52 @@ class Sentinels:
         self.master_name = master_name
         self.user = user
         self.password = password
+        self._answering: tuple[str, int] | None = None
+
+    def _ask(self, *command):
+        """The reply of the first Sentinel that answers, the one that answered last asked first:
+        a powered-off Sentinel costs one connect timeout once, not one on every poll.
+        No retries (redis-py retries 3 times by default), so a poll takes what it measures."""
+        for endpoint in sorted(self.endpoints, key=lambda e: e != self._answering):
+            client = redis.Redis(
+                host=endpoint[0],
+                port=endpoint[1],
+                username=self.user,
+                password=self.password,
+                socket_timeout=1,
+                socket_connect_timeout=1,
+                retry=Retry(NoBackoff(), 0),
+            )
+            try:
+                reply = client.execute_command(*command)
+            except redis.RedisError:
+                continue
+            finally:
+                client.close()
+            self._answering = endpoint
+            return True, reply
+        return False, None
 
     def master(self) -> str | None:
         """The master's host as the first Sentinel that answers names it."""
-        for host, port in self.endpoints:
-            try:
-                client = redis.Redis(
-                    host=host,
-                    port=port,
-                    username=self.user,
-                    password=self.password,
-                    socket_timeout=1,
-                    socket_connect_timeout=1,
-                )
-                address = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
-                client.close()
-            except redis.RedisError:
-                continue
-            if address:
-                return self.by_address.get(address[0].decode())
+        answered, address = self._ask("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name)
+        if answered and address:
+            return self.by_address.get(address[0].decode())
         return None
 
     def replicas_ok(self) -> int:
         """Replicas a Sentinel sees linked and not down (what a failover can promote)."""
-        for host, port in self.endpoints:
-            try:
-                client = redis.Redis(
-                    host=host,
-                    port=port,
-                    username=self.user,
-                    password=self.password,
-                    socket_timeout=1,
-                    socket_connect_timeout=1,
-                )
-                replicas = client.execute_command("SENTINEL", "REPLICAS", self.master_name)
-                client.close()
-            except redis.RedisError:
-                continue
-            ok = 0
-            for raw in replicas:
-                fields = sentinel_fields(raw)
-                flags = fields.get("flags", "")
-                linked = fields.get("master-link-status") == "ok"
-                if linked and "s_down" not in flags and "disconnected" not in flags:
-                    ok += 1
-            return ok
-        return 0
+        answered, replicas = self._ask("SENTINEL", "REPLICAS", self.master_name)
+        if not answered:
+            return 0
+        ok = 0
+        for raw in replicas:
+            fields = sentinel_fields(raw)
+            flags = fields.get("flags", "")
+            linked = fields.get("master-link-status") == "ok"
+            if linked and "s_down" not in flags and "disconnected" not in flags:
+                ok += 1
+        return ok
 
 
 def testhosts(lab: str, *args: str) -> None:
