@@ -55,7 +55,7 @@ step_collection() {
 # longest, and most of its verify waits on alert timings. One lane ("a b c") runs them in turn.
 ADG_MOLECULE_LANES="${ADG_MOLECULE_LANES:-default preflight|common data monitoring data-trixie monitoring-trixie}"
 # Scenarios the lanes above leave out because they do not fit CI's budget beside the others (the
-# nine-host `ha` drills take about 25 min alone on 2 cores; see CHANGELOG 1.5.1). Run them on their
+# nine-host `ha` scenario's steps measured 16-41 min on 2 cores; see CHANGELOG 1.5.1). Run them on their
 # own: ADG_SCENARIOS=ha tests/run-all.sh molecule
 ADG_MOLECULE_OUTSIDE_LANES="ha"
 

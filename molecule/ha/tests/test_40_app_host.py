@@ -12,10 +12,8 @@ from adg_molecule import port
 from conftest import report
 
 from tests.molecule.fault_drills.drills import SLACK_SECONDS
-from tests.molecule.ha.cluster import haproxy_server_down, power_off, power_on, role_default, wait_until
-from tests.molecule.rolling_upgrade.hammer import Hammer
+from tests.molecule.ha.cluster import haproxy_server_down, powered_off_under_load, role_default, wait_until
 
-PATHS = ["/api/v1/health", "/api/v1/cars/health"]
 THREADS = 4
 
 
@@ -24,20 +22,17 @@ def test_app_host_power_off_is_routed_around(lab, addresses, groups, api, bounds
     backend = role_default("haproxy", "haproxy_server_state_backend")
     lbs = [addresses[lb] for lb in groups["lb"]]
 
-    def down_on_every_lb() -> bool:
-        return all(haproxy_server_down(lb, port("haproxy_prometheus_port"), backend, victim) for lb in lbs)
+    def down_states() -> list[bool | None]:
+        """Per load balancer: whether it marks the victim DOWN (None: it does not answer)."""
+        return [haproxy_server_down(lb, port("haproxy_prometheus_port"), backend, victim) for lb in lbs]
 
-    assert not any(haproxy_server_down(lb, port("haproxy_prometheus_port"), backend, victim) for lb in lbs)
-    hammer = Hammer([api[0]], api[1], PATHS, threads=THREADS, timeout=30).start()
-    time.sleep(3)
-    cut = power_off(lab, victim)
-    try:
-        wait_until(f"{victim} DOWN on every HAProxy", down_on_every_lb, bounds.haproxy_down + 30, 0.1)
-        detected = time.monotonic() - cut
-        time.sleep(5)
-    finally:
-        stats = hammer.stop()
-        power_on(lab, victim)
+    assert not any(down_states())
+    with powered_off_under_load(lab, victim, api, THREADS) as outage:
+        wait_until(
+            f"{victim} DOWN on every HAProxy", lambda: all(down_states()), bounds.haproxy_down + 30, 0.1
+        )
+        detected = time.monotonic() - outage.cut
+    stats = outage.stats
     report(f"drill 3: app host {victim} powered off under {THREADS} clients")
     report(
         f"  DOWN on every HAProxy   {detected:6.1f} s   "
@@ -51,10 +46,4 @@ def test_app_host_power_off_is_routed_around(lab, addresses, groups, api, bounds
     assert stats.failed <= THREADS, stats.failures
 
     # Back in rotation once it answers its health checks again (rise good checks).
-    wait_until(
-        f"{victim} UP again",
-        lambda: (
-            not any(haproxy_server_down(lb, port("haproxy_prometheus_port"), backend, victim) for lb in lbs)
-        ),
-        180,
-    )
+    wait_until(f"{victim} UP again", lambda: not any(down_states()), 180)

@@ -15,10 +15,8 @@ from conftest import report, run_on
 from test_10_cluster_shape import vip_holders
 
 from tests.molecule.fault_drills.drills import SLACK_SECONDS
-from tests.molecule.ha.cluster import power_off, power_on, wait_until
-from tests.molecule.rolling_upgrade.hammer import Hammer
+from tests.molecule.ha.cluster import powered_off_under_load, wait_until
 
-PATHS = ["/api/v1/health", "/api/v1/cars/health"]
 THREADS = 4
 
 
@@ -36,17 +34,11 @@ def test_vip_holder_power_off_moves_the_vip(lab, remote, groups, vip, api, bound
         neighbour = subprocess.run(["ip", "neigh", "show", "to", vip], capture_output=True, text=True).stdout
         return f"lladdr {backup_mac}" in neighbour
 
-    hammer = Hammer([api[0]], api[1], PATHS, threads=THREADS, timeout=30).start()
-    time.sleep(3)
-    cut = power_off(lab, holder)
-    try:
+    with powered_off_under_load(lab, holder, api, THREADS) as outage:
         wait_until(f"the VIP on {backup}", moved, bounds.vrrp_takeover + 30, 0.1)
-        took_over = time.monotonic() - cut
+        took_over = time.monotonic() - outage.cut
         assert vip_holders(remote, groups, vip, powered_off=(holder,)) == [backup]
-        time.sleep(5)
-    finally:
-        stats = hammer.stop()
-        power_on(lab, holder)
+    stats = outage.stats
     report(f"drill 4: VIP holder {holder} powered off under {THREADS} clients")
     report(
         f"  VIP on {backup}           {took_over:6.1f} s   bound {bounds.vrrp_takeover:5.2f} s "

@@ -8,16 +8,15 @@ import json
 
 from conftest import report, run_on, run_playbook
 
+from tests.molecule.ha.cluster import API_PATHS
 from tests.molecule.rolling_upgrade.hammer import Hammer
 from tests.molecule.rolling_upgrade.variants import app_version, bumped, make_variant
-
-PATHS = ["/api/v1/health", "/api/v1/cars/health"]
 
 
 def test_rolling_upgrade_through_the_lb_fails_no_request(tmp_path, remote, groups, api):
     version = bumped(app_version(), 1)
     release = make_variant(tmp_path / "release", version)
-    hammer = Hammer([api[0]], api[1], PATHS).start()
+    hammer = Hammer([api[0]], api[1], API_PATHS).start()
     upgrade = run_playbook("playbooks/rolling_upgrade.yml", "-e", f"backend_source_dir={release}")
     stats = hammer.stop()
     report(

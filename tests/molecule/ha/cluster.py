@@ -13,7 +13,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +24,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from tests.molecule.fault_drills.drills import parse_duration
+from tests.molecule.rolling_upgrade.hammer import Hammer, HammerStats
 
 REPO = Path(__file__).resolve().parents[3]
 TESTHOSTS = REPO / "tests" / "tools" / "testhosts" / "testhosts.py"
 ROLE_DEFAULTS = REPO / "roles"
+# What the drills' clients request through the VIP: the app's health and a blueprint's.
+API_PATHS = ["/api/v1/health", "/api/v1/cars/health"]
 
 
 def role_default(role: str, name: str):
@@ -239,6 +243,28 @@ def power_off(lab: str, host: str) -> float:
 
 def power_on(lab: str, host: str) -> None:
     testhosts(lab, "poweron", host)
+
+
+@dataclass
+class Outage:
+    cut: float  # monotonic time of the power cut
+    stats: HammerStats | None = None  # the clients' figures, once the host is back on
+
+
+@contextmanager
+def powered_off_under_load(lab: str, host: str, api: tuple[str, int], threads: int) -> Iterator[Outage]:
+    """`threads` clients hammer the API's VIP; `host` loses power 3 s in; the body waits for what
+    the drill measures; the clients go on 5 s more (requests after the failover count too), then
+    stop and `host` is powered on again, whatever the body raised."""
+    hammer = Hammer([api[0]], api[1], API_PATHS, threads=threads, timeout=30).start()
+    time.sleep(3)
+    outage = Outage(cut=power_off(lab, host))
+    try:
+        yield outage
+        time.sleep(5)
+    finally:
+        outage.stats = hammer.stop()
+        power_on(lab, host)
 
 
 def group_wait(settings: dict, severity: str) -> float:
