@@ -125,18 +125,50 @@ why_failed() {
   fi
 }
 
-passed=0 failed=0 summary=() failures=()
-for step in "${selected[@]}"; do
-  echo "=== $step"
-  started=$SECONDS
-  "step_$step" 2>&1 | tee "$step_logs/$step.log"
-  if [ "${PIPESTATUS[0]}" -eq 0 ]; then
-    passed=$((passed + 1)); result=ok
+# Steps that need no test hosts run beside the molecule step, not before it: they use one core at a
+# time, and molecule's lanes leave room while they wait on alert timings (docs/performance.md, CI lanes).
+# ADG_SERIAL=1 runs every step in turn, as `tests/run-all.sh <step>` does for a step named alone.
+passed=0 failed=0 summary=() failures=() run_started=$SECONDS
+
+record() { # step rc seconds
+  if [ "$2" -eq 0 ]; then
+    passed=$((passed + 1)) result=ok
   else
-    failed=$((failed + 1)); result=FAILED; failures+=("$step")
+    failed=$((failed + 1)) result=FAILED failures+=("$1")
   fi
-  summary+=("$(printf '%-10s %-7s %5d s' "$step" "$result" $((SECONDS - started)))")
-done
+  summary+=("$(printf '%-10s %-7s %5d s' "$1" "$result" "$3")")
+}
+
+run_step() { # runs a step in the foreground, its output on the terminal and in its log
+  local step=$1 started=$SECONDS
+  echo "=== $step"
+  "step_$step" 2>&1 | tee "$step_logs/$step.log"
+  record "$step" "${PIPESTATUS[0]}" $((SECONDS - started))
+}
+
+beside=()
+if [ "${ADG_SERIAL:-0}" != 1 ] && [ ${#selected[@]} -gt 1 ] && [[ " ${selected[*]} " == *" molecule "* ]]; then
+  for step in "${selected[@]}"; do [ "$step" = molecule ] || beside+=("$step"); done
+fi
+
+if [ ${#beside[@]} -eq 0 ]; then
+  for step in "${selected[@]}"; do run_step "$step"; done
+else
+  echo "=== molecule starts; beside it, in turn: ${beside[*]}"
+  molecule_started=$SECONDS
+  (
+    step_molecule >"$step_logs/molecule.log" 2>&1
+    echo "$? $((SECONDS - molecule_started))" >"$step_logs/molecule.result"
+  ) &
+  molecule_pid=$!
+  for step in "${beside[@]}"; do run_step "$step"; done
+  echo "=== molecule (its output from the start; it began $((SECONDS - molecule_started)) s ago)"
+  tail -n +1 --pid="$molecule_pid" -f "$step_logs/molecule.log"
+  wait "$molecule_pid"
+  molecule_result=(1 0)
+  read -ra molecule_result <"$step_logs/molecule.result" 2>/dev/null
+  record molecule "${molecule_result[0]}" "${molecule_result[1]}"
+fi
 
 for step in "${failures[@]}"; do
   echo
@@ -148,5 +180,5 @@ echo
 echo "=== summary"
 printf '%s\n' "${summary[@]}"
 [ -f "$step_logs/scenario-times" ] && cat "$step_logs/scenario-times"
-echo "steps: $passed passed, $failed failed"
+echo "steps: $passed passed, $failed failed, $((SECONDS - run_started)) s wall clock"
 [ "$failed" -eq 0 ]
