@@ -22,9 +22,13 @@ def main_pids(remote, groups) -> dict[str, str]:
 
 
 def redis_healthy_everywhere(app_urls) -> bool:
+    """Every app host reports Redis healthy. Only Redis: the host cut may also lead PostgreSQL (drill
+    1 leaves its leader where Patroni chose), and that failover is drill 1's to measure."""
     for url in app_urls:
         answer = http_json(url + "/api/v1/health/detailed", timeout=5)
-        if not answer or answer[0] != 200:
+        if not answer or not isinstance(answer[1], dict):
+            return False
+        if answer[1].get("services", {}).get("redis") != "healthy":
             return False
     return True
 
@@ -57,7 +61,7 @@ def test_master_power_off_promotes_a_replica_and_the_app_follows(
         f"  {new} promoted         {promoted:6.1f} s   bound {bounds.sentinel_failover:5.1f} s "
         f"(down-after {bounds.sentinel_down_after:.0f} s + election and promotion)"
     )
-    report(f"  app healthy again       {recovered:6.1f} s after the cut, gunicorn masters not restarted")
+    report(f"  Redis healthy on apps   {recovered:6.1f} s after the cut, gunicorn masters not restarted")
     assert promoted <= bounds.sentinel_failover + SLACK_SECONDS
     assert main_pids(remote, groups) == pids, "an app host was restarted to find the new master"
 
