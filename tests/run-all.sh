@@ -156,18 +156,14 @@ if [ ${#beside[@]} -eq 0 ]; then
 else
   echo "=== molecule starts; beside it, in turn: ${beside[*]}"
   molecule_started=$SECONDS
-  (
-    step_molecule >"$step_logs/molecule.log" 2>&1
-    echo "$? $((SECONDS - molecule_started))" >"$step_logs/molecule.result"
-  ) &
+  step_molecule >"$step_logs/molecule.log" 2>&1 &
   molecule_pid=$!
   for step in "${beside[@]}"; do run_step "$step"; done
   echo "=== molecule (its output from the start; it began $((SECONDS - molecule_started)) s ago)"
+  # tail ends within a second of molecule; wait then hands over molecule's exit status
   tail -n +1 --pid="$molecule_pid" -f "$step_logs/molecule.log"
   wait "$molecule_pid"
-  molecule_result=(1 0)
-  read -ra molecule_result <"$step_logs/molecule.result" 2>/dev/null
-  record molecule "${molecule_result[0]}" "${molecule_result[1]}"
+  record molecule $? $((SECONDS - molecule_started))
 fi
 
 for step in "${failures[@]}"; do
