@@ -60,16 +60,47 @@ ADG_MOLECULE_LANES="${ADG_MOLECULE_LANES:-default preflight|common data monitori
 ADG_MOLECULE_OUTSIDE_LANES="ha"
 
 run_scenario() {
-  local scenario=$1 log=$2 started=$SECONDS rc=0
-  molecule test -s "$scenario" >"$log" 2>&1 || rc=$?
+  local scenario=$1 log=$2 started=$SECONDS rc
+  # molecule_phases.py passes the output through and ends it with each action's time
+  molecule test -s "$scenario" 2>&1 | python tests/tools/molecule_phases.py "$scenario" >"$log"
+  rc=${PIPESTATUS[0]}
   echo "$scenario $rc $((SECONDS - started))" >"$log.result"
   # progress while the lanes run; the whole output follows when all are done
   echo "--- molecule $scenario finished: rc $rc in $((SECONDS - started)) s"
   return "$rc"
 }
 
+# CPU time of the whole machine (test hosts included: they share the kernel), in jiffies.
+cpu_ticks() { # prints "busy idle iowait"
+  local _cpu user nice system idle iowait irq softirq steal _rest
+  read -r _cpu user nice system idle iowait irq softirq steal _rest </proc/stat
+  echo "$((user + nice + system + irq + softirq + steal)) $idle $iowait"
+}
+
+cpu_share() { # "busy idle iowait" then, later, another: prints "busy% iowait%" between them
+  local a b
+  read -ra a <<<"$1"
+  read -ra b <<<"$2"
+  local busy=$((b[0] - a[0])) wait=$((b[2] - a[2])) total=$((b[0] + b[1] + b[2] - a[0] - a[1] - a[2]))
+  [ "$total" -gt 0 ] || total=1
+  echo "$((100 * busy / total)) $((100 * wait / total))"
+}
+
+# Whether the lanes are short of CPU or waiting: the machine's busy share, one figure a minute.
+sample_cpu() { # file
+  local last now share
+  last="$(cpu_ticks)"
+  while sleep 60; do
+    now="$(cpu_ticks)"
+    read -ra share <<<"$(cpu_share "$last" "$now")"
+    printf '%s ' "${share[0]}" >>"$1"
+    last=$now
+  done
+}
+
 step_molecule() {
-  local lanes lane scenario rc=0 started=$SECONDS
+  local lanes lane scenario rc=0 started=$SECONDS cpu_start sampler
+  cpu_start="$(cpu_ticks)"
   # Build (or confirm cached) the test-host images once, before scenarios race for them.
   python tests/tools/testhosts/testhosts.py image || return 1
   python tests/tools/testhosts/testhosts.py image --suite trixie || return 1
@@ -82,7 +113,10 @@ step_molecule() {
     pids+=($!)
   done
   echo "molecule: ${#lanes[@]} lane(s): $(printf '[%s] ' "${lanes[@]}")"
+  sample_cpu "$logs/cpu-per-minute" &
+  sampler=$!
   wait "${pids[@]}"
+  kill "$sampler" 2>/dev/null
   # Each scenario's whole output, one after the other, then its result and time.
   for lane in "${lanes[@]}"; do
     for scenario in $lane; do
@@ -93,8 +127,15 @@ step_molecule() {
       [ "${result[1]}" -eq 0 ] || rc=1
       echo "--- molecule $scenario: ${result[2]} s (rc ${result[1]})"
       printf '  molecule %-17s %5d s\n' "$scenario" "${result[2]}" >>"$step_logs/scenario-times"
+      grep -h -- "^--- molecule $scenario phases: " "$logs/$scenario.log" | sed 's/^--- molecule [^ ]* phases: /    /' >>"$step_logs/scenario-times"
     done
   done
+  local share
+  read -ra share <<<"$(cpu_share "$cpu_start" "$(cpu_ticks)")"
+  {
+    echo "  molecule CPU: busy ${share[0]} %, iowait ${share[1]} % of $(nproc) cores over the step"
+    echo "    busy % per minute: $(cat "$logs/cpu-per-minute" 2>/dev/null)"
+  } >>"$step_logs/scenario-times"
   rm -rf "$logs"
   echo "--- molecule: $((SECONDS - started)) s wall clock for ${#lanes[@]} lane(s)"
   return "$rc"

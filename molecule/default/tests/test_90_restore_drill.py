@@ -1,10 +1,12 @@
 """(9) The restore drill, through the real API and playbooks/restore.yml (destructive: runs last).
 
 Deals of one user, counted by the API: N before a full backup, M after it, then the time T, then K.
-Pass 1, a lost data directory on the database host: restore the latest state -> N+M+K, then T -> N+M.
+Pass 1, a lost data directory on the database host: restore the latest state -> N+M+K.
 Pass 2, the database host lost: J more deals, a new empty host (data2) put into the postgres group,
-restore the latest state there -> N+M+J (the timeline pass 1 left live), then T -> N+M, with the API
-pointed at the new host by the same playbook.
+restore the latest state there -> N+M+K+J (on the timeline pass 1 started), then T -> N+M over the
+running cluster (restore_overwrite), with the API pointed at the new host by the same playbook.
+The point-in-time restore runs once, in pass 2: it crosses the timeline pass 1 started, which is the
+harder case, and each restore costs minutes of the CI budget (issue 16).
 
 Printed next to their bounds: the backup's duration and size, each restore's duration, the WAL
 archive lag of the last acknowledged deal and the age of the newest archived segment at the moment
@@ -263,12 +265,15 @@ def test_restore_drill(app_urls, groups, remote, tmp_path):
     assert lag <= archive_timeout + 10
     assert window <= archive_timeout + 10
 
-    def restore_latest_then_target(label: str, inventory: Path, host: str, latest_expected: int) -> None:
+    def restore_latest_then_target(
+        label: str, inventory: Path, host: str, latest_expected: int, to_target: bool
+    ) -> None:
         """Latest first (a point-in-time restore starts a timeline that "latest" would follow)."""
-        for what, extra, expected in (
-            ("latest", [], latest_expected),
-            ("to T", ["-e", f"restore_target_time='{target_time}'", "-e", "restore_overwrite=true"], N + M),
-        ):
+        steps = [("latest", [], latest_expected)]
+        if to_target:
+            to_t = ["-e", f"restore_target_time='{target_time}'", "-e", "restore_overwrite=true"]
+            steps.append(("to T", to_t, N + M))
+        for what, extra, expected in steps:
             seconds, inner = restore(inventory, "-e", f"restore_host={host}", *extra)
             count = user.deal_count()
             report(
@@ -278,13 +283,15 @@ def test_restore_drill(app_urls, groups, remote, tmp_path):
 
     # Pass 1: the data directory is gone, the host is fine.
     lose_data_directory(remote, db_host)
-    restore_latest_then_target("pass 1", EPHEMERAL / "inventory", db_host, N + M + K)
+    restore_latest_then_target("pass 1", EPHEMERAL / "inventory", db_host, N + M + K, to_target=False)
 
     # Pass 2: the database host is lost; a new empty host takes its place in the postgres group.
     user.create_deals(J, "j")
     wait_archived(remote, db_host, archive_timeout + 30)
     run_on(remote, db_host, "systemctl stop 'postgresql@*-main.service'")
-    restore_latest_then_target("pass 2", inventory_with_postgres_on(new_host, tmp_path), new_host, N + M + J)
+    restore_latest_then_target(
+        "pass 2", inventory_with_postgres_on(new_host, tmp_path), new_host, N + M + K + J, to_target=True
+    )
     # The API is served from the new host now.
     query = f"SELECT count(*) FROM deals WHERE customer_email = '{user.email}'"  # noqa: S608 (the test's own value)
     served = psql(remote, new_host, query, "autodealgenie")

@@ -115,3 +115,30 @@ def test_ci_lanes_run_every_scenario_exactly_once():
     scenarios = sorted(p.parent.name for p in (REPO / "molecule").glob("*/molecule.yml"))
     assert sorted(listed + outside.split()) == scenarios
     assert len(listed) == len(set(listed)) and not set(listed) & set(outside.split())
+
+
+_PHASES_SPEC = importlib.util.spec_from_file_location(
+    "molecule_phases", REPO / "tests/tools/molecule_phases.py"
+)
+molecule_phases = importlib.util.module_from_spec(_PHASES_SPEC)
+_PHASES_SPEC.loader.exec_module(molecule_phases)
+
+
+def test_molecule_phases_times_each_action_and_passes_lines_through():
+    lines = [
+        "INFO     Found config file .config/molecule/config.yml\n",
+        "INFO     \x1b[32mdata\x1b[0m ➜ \x1b[33mcreate\x1b[0m: \x1b[36mExecuting\x1b[0m\n",
+        "PLAY [Create] ****\n",
+        "INFO     data ➜ create: Executed: Successful\n",
+        "INFO     [data > converge] Executing\n",  # the same, written to a pipe
+        "INFO     [data > verify] Executing\n",
+        "INFO     [data > verify] Executing Testinfra tests found in molecule/data/tests/...\n",
+    ]
+    ticks = iter([10.0, 52.5, 952.0, 1000.0])  # create, converge, verify start; then the end
+    out = list(molecule_phases.phases(lines, clock=lambda: next(ticks)))
+    assert [line for line, seconds in out if seconds is None] == lines  # unchanged, in order
+    assert [(action, round(s, 1)) for action, s in out if s is not None] == [
+        ("create", 42.5),
+        ("converge", 899.5),
+        ("verify", 48.0),
+    ]
