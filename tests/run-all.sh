@@ -14,7 +14,7 @@ cd "$ADG_ROOT"
 # shellcheck source=tests/tools/bootstrap.sh
 . "$ADG_ROOT/tests/tools/bootstrap.sh" || exit 1
 
-ADG_STEPS=(lint unit app rules routes modules collection molecule)
+ADG_STEPS=(lint unit app rules routes modules collection tls molecule)
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 
 step_lint() {
@@ -48,6 +48,12 @@ step_modules() {
 # The built tarball installed into an empty collections path and used from outside the repo.
 step_collection() {
   python -m pytest -q tests/integration/collection
+}
+
+# The pki role on a fresh test host: keys, certificates, renewal, rotation, bring-your-own refusals,
+# and a TLS server serving with what it installed.
+step_tls() {
+  python -m pytest -q tests/integration/tls
 }
 
 # Scenarios run in lanes: the lanes run at the same time, each scenario on its own lab and subnet,
